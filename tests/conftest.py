@@ -1,0 +1,69 @@
+"""Tiny real data and configs shared by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tune_codec.config import make_config
+from tune_codec.data import CodecData
+
+# A codec small enough to train in a second on a CPU: 8 kHz, hop 4, 64-sample... segments of 256 samples
+TINY = dict(
+    sample_rate=8000,
+    segment_seconds=0.032,
+    channels=4,
+    strides=(2, 2),
+    latent_dim=8,
+    n_codebooks=2,
+    codebook_size=16,
+    kmeans_iters=2,
+    batch_size=8,
+    num_epochs=3,
+    learning_rate=3e-3,
+)
+
+
+@pytest.fixture
+def tiny_config():
+    return make_config(TINY)
+
+
+def tones(n: int, length: int, sample_rate: int, seed: int) -> np.ndarray:
+    """(n, length) float32 sums of two random tones at speech-like levels."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / sample_rate
+    f = rng.uniform(100, 1200, (n, 2, 1))
+    a = rng.uniform(0.05, 0.4, (n, 2, 1))
+    return (a * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3, (n, 2, 1)))).sum(1).astype(np.float32)
+
+
+@pytest.fixture
+def tiny_data(tiny_config):
+    L = tiny_config.segment_samples
+    return CodecData(tones(64, L, 8000, 0), tones(16, L, 8000, 1), 8000, ["train.wav"], ["valid.wav"])
+
+
+def write_speechlike(path, seconds: float, sample_rate: int, channels: int = 1, seed: int = 0, **kw):
+    """A real audio file of syllable-like tone bursts."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t))  # 4 syllables a second
+    x = 0.3 * envelope * np.sin(2 * np.pi * rng.uniform(120, 300) * t) + 0.01 * rng.standard_normal(n)
+    data = np.stack([x * (1 - 0.1 * c) for c in range(channels)], 1) if channels > 1 else x
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, sample_rate, **kw)
+    return path
+
+
+@pytest.fixture
+def audio_dir(tmp_path):
+    """Six files in nested folders, in three formats, two rates, mono and stereo."""
+    root = tmp_path / "corpus"
+    for i in range(3):
+        write_speechlike(root / "spk1" / f"a{i}.wav", 1.0, 8000, seed=i)
+        write_speechlike(root / "spk2" / "deep" / f"b{i}.flac", 1.0, 16000, channels=2, seed=10 + i)
+    write_speechlike(root / "c0.ogg", 1.0, 8000, seed=20)
+    return root

@@ -1,0 +1,103 @@
+import logging
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import tune_codec.data as data_mod
+from tune_codec.config import make_config
+from tune_codec.data import DataError, decode, load_corpus, load_data, split
+
+from .conftest import write_speechlike
+
+CFG = make_config({"sample_rate": 8000, "segment_seconds": 0.25, "valid_fraction": 0.3, "strides": (2, 2)})
+
+
+def test_reads_every_format_recursively_mixes_down_and_resamples(audio_dir, tmp_path):
+    corpus = load_corpus(audio_dir, 8000, tmp_path / "cache")
+    assert sorted(corpus.audio) == sorted(
+        ["c0.ogg", *(f"spk1/a{i}.wav" for i in range(3)), *(f"spk2/deep/b{i}.flac" for i in range(3))]
+    )
+    for name, audio in corpus.audio.items():
+        assert audio.dtype == np.float32 and audio.ndim == 1
+        assert len(audio) == pytest.approx(8000, abs=2), name  # 1 s, 16 kHz stereo flac included
+
+
+def test_split_is_by_file_deterministic_and_disjoint(audio_dir, tmp_path):
+    a = load_data(audio_dir, CFG, tmp_path / "cache")
+    b = load_data(audio_dir, CFG, tmp_path / "cache")
+    assert a.train_files == b.train_files and a.valid_files == b.valid_files
+    assert not set(a.train_files) & set(a.valid_files)
+    assert len(a.train_files) + len(a.valid_files) == 7
+    assert a.train.shape[1] == CFG.segment_samples and a.valid.shape[1] == CFG.segment_samples
+    assert len(a.train) >= 4 * len(a.train_files) - len(a.train_files)  # 4 segments a file, few silent
+
+
+def test_second_load_reads_the_cache_not_the_audio(audio_dir, tmp_path, monkeypatch):
+    first = load_corpus(audio_dir, 8000, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("corpus-*.npz"))) == 1
+
+    def no_decoding(*_):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(data_mod, "decode", no_decoding)
+    second = load_corpus(audio_dir, 8000, tmp_path / "cache")
+    for name in first.audio:
+        np.testing.assert_array_equal(first.audio[name], second.audio[name])
+
+
+def test_changed_files_invalidate_the_cache(audio_dir, tmp_path):
+    load_corpus(audio_dir, 8000, tmp_path / "cache")
+    write_speechlike(audio_dir / "new.wav", 1.0, 8000, seed=99)
+    assert "new.wav" in load_corpus(audio_dir, 8000, tmp_path / "cache").audio
+
+
+def test_no_audio_is_an_error_naming_the_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("not audio")
+    with pytest.raises(DataError, match=f"no audio files under '{tmp_path}'"):
+        load_corpus(tmp_path, 8000, tmp_path / "cache")
+    with pytest.raises(DataError, match="does not exist"):
+        load_corpus(tmp_path / "missing", 8000, tmp_path / "cache")
+
+
+def test_bad_files_are_skipped_and_listed(audio_dir, tmp_path, caplog):
+    good = audio_dir / "spk1" / "a0.wav"
+    (audio_dir / "truncated.wav").write_bytes(good.read_bytes()[:30])  # header cut short
+    (audio_dir / "empty.wav").write_bytes(b"")
+    sf.write(audio_dir / "nan.wav", np.full(8000, np.nan, dtype=np.float32), 8000, subtype="FLOAT")
+    write_speechlike(audio_dir / "short.wav", 0.1, 8000)
+    corpus = load_corpus(audio_dir, 8000, tmp_path / "cache")
+    assert set(corpus.skipped) == {"truncated.wav", "empty.wav", "nan.wav"}
+    assert "NaN/Inf" in corpus.skipped["nan.wav"]
+    with caplog.at_level(logging.WARNING):
+        data = split(corpus, CFG)
+    assert "short.wav" not in data.train_files + data.valid_files
+    log = caplog.text
+    assert "skipped truncated.wav" in log and "skipped nan.wav" in log
+    assert "1 file(s) shorter than one segment" in log and "short.wav" in log
+
+
+def test_silent_segments_are_dropped(tmp_path):
+    root = tmp_path / "c"
+    for i in range(3):
+        write_speechlike(root / f"f{i}.wav", 1.0, 8000, seed=i)
+    sf.write(root / "silence.wav", np.zeros(8000, dtype=np.float32), 8000)
+    data = load_data(root, CFG, tmp_path / "cache")
+    assert "silence.wav" not in data.train_files + data.valid_files
+    rms = np.sqrt((np.concatenate([data.train, data.valid]) ** 2).mean(axis=1))
+    assert rms.min() > 10 ** (CFG.silence_db / 20)
+
+
+def test_one_usable_file_cannot_be_split(tmp_path):
+    write_speechlike(tmp_path / "only.wav", 1.0, 8000)
+    with pytest.raises(DataError, match="1 usable audio file"):
+        load_data(tmp_path, CFG, tmp_path / "cache")
+
+
+def test_decode_removes_dc_offset_and_handles_pcm_depths(tmp_path):
+    x = 0.3 * np.sin(np.arange(8000) / 10) + 0.2
+    for subtype in ("PCM_U8", "PCM_24", "FLOAT"):
+        path = tmp_path / f"{subtype}.wav"
+        sf.write(path, x, 8000, subtype=subtype)
+        y = decode(path, 8000)
+        assert abs(y.mean()) < 1e-3 and np.abs(y).max() == pytest.approx(0.3, abs=0.02), subtype

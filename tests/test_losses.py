@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from tune_codec.config import LOSS_WEIGHTS, make_config
+from tune_codec.losses import CodecLoss
+
+
+def test_every_loss_is_zero_on_identical_inputs(tiny_config):
+    x = torch.randn(4, 1, tiny_config.segment_samples) * 0.3
+    loss = CodecLoss(tiny_config)(x, x.clone(), torch.tensor(0.0))
+    assert set(loss.terms) == set(LOSS_WEIGHTS)
+    for name, value in loss.terms.items():
+        assert value.item() == pytest.approx(0.0, abs=1e-6), name
+    assert loss.total.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_amplitude_losses_see_a_quiet_output():
+    c = make_config({"sample_rate": 8000})
+    x = torch.randn(4, 1, 2048) * 0.3
+    terms = CodecLoss(c)(x, 0.2 * x, torch.tensor(0.0)).terms
+    # log(1/0.2) for both RMS and peak: a 5x too quiet output
+    assert terms["amp/rms"].item() == pytest.approx(1.609, abs=1e-2)
+    assert terms["amp/peak"].item() == pytest.approx(1.609, abs=1e-2)
+
+
+def test_total_is_the_weighted_sum_and_zero_weights_train_nothing(tiny_config):
+    x = torch.randn(4, 1, tiny_config.segment_samples) * 0.3
+    y = (0.5 * x).requires_grad_()
+    loss = CodecLoss(tiny_config)(x, y, torch.tensor(0.25))
+    expected = sum(getattr(tiny_config, LOSS_WEIGHTS[n]) * v for n, v in loss.terms.items())
+    assert loss.total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert tiny_config.mel_weight == 0 and not loss.terms["rec/mel"].requires_grad
+    assert loss.terms["amp/rms"].requires_grad

@@ -1,0 +1,74 @@
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from tune_codec.data import CodecData
+from tune_codec.train import BEST, LAST, SAMPLES, load_codec, load_state, train
+
+
+def quiet(_):
+    pass
+
+
+def test_tiny_training_reports_finite_falling_loss_and_writes_checkpoints(tiny_config, tiny_data, tmp_path):
+    reports = []
+    config = replace(tiny_config, num_epochs=4)
+    final = train(
+        config,
+        tiny_data,
+        lambda m, d: reports.append((m, d)),
+        checkpoint_dir=tmp_path,
+        progress=False,
+        echo=quiet,
+    )
+    losses = [m["loss/total"] for m, _ in reports]
+    assert [m["epoch"] for m, _ in reports] == [1, 2, 3, 4]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+    assert final == reports[-1][0]
+    for key in (
+        "val/snr_db",
+        "val/si_sdr_db",
+        "val/range_ratio",
+        "val/rms_ratio",
+        "vq/perplexity",
+        "rec/mel",
+    ):
+        assert any(k.endswith(key) for k in final), key
+    assert (tmp_path / LAST).exists() and (tmp_path / BEST).exists()
+    assert {p.name for p in (tmp_path / SAMPLES).iterdir()} >= {"input_0.wav", "output_0.wav", "waveform.png"}
+    model, saved = load_codec(tmp_path / BEST)
+    assert saved == config and model.hop == config.hop
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_config, tiny_data, tmp_path):
+    straight = train(tiny_config, tiny_data, checkpoint_dir=tmp_path / "a", progress=False, echo=quiet)
+    first = replace(tiny_config, num_epochs=1)
+    train(first, tiny_data, checkpoint_dir=tmp_path / "b", progress=False, echo=quiet)
+    resumed = train(
+        tiny_config,
+        tiny_data,
+        checkpoint_dir=tmp_path / "b",
+        resume_from=tmp_path / "b",
+        progress=False,
+        echo=quiet,
+    )
+    a, b = load_state(tmp_path / "a"), load_state(tmp_path / "b")
+    assert a["epoch"] == b["epoch"] == tiny_config.num_epochs
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert straight["val/snr_db"] == resumed["val/snr_db"]
+
+
+def test_non_finite_loss_raises(tiny_config, tiny_data, tmp_path):
+    bad = CodecData(np.full_like(tiny_data.train, np.nan), tiny_data.valid, 8000, ["a"], ["b"])
+    with pytest.raises(FloatingPointError, match="non-finite loss at epoch 1 step 1"):
+        train(tiny_config, bad, checkpoint_dir=tmp_path, progress=False, echo=quiet)
+
+
+def test_data_that_does_not_fit_the_config_is_refused(tiny_config, tiny_data, tmp_path):
+    other = replace(tiny_config, segment_seconds=0.1)
+    with pytest.raises(ValueError, match="config wants"):
+        train(other, tiny_data, checkpoint_dir=tmp_path, progress=False, echo=quiet)

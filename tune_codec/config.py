@@ -1,0 +1,184 @@
+"""Config: every default of a codec training run lives here and only here."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import math
+import re
+from dataclasses import dataclass, fields
+
+# Loss term name -> the Config field that weights it (the one place the names meet).
+LOSS_WEIGHTS = {
+    "rec/l1": "l1_weight",
+    "rec/mel": "mel_weight",
+    "amp/rms": "rms_weight",
+    "amp/peak": "peak_weight",
+    "vq/commit": "commit_weight",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    # data
+    sample_rate: int = 16000  # Hz; audio is resampled to this
+    segment_seconds: float = 0.5  # length of one training example
+    valid_fraction: float = 0.1  # share of files held out for validation (split by file)
+    silence_db: float = -45.0  # segments with RMS below this (dBFS) are dropped
+    # model (SEANet-style encoder/decoder)
+    channels: int = 16  # width of the first conv; doubles at each stride
+    strides: tuple[int, ...] = (2, 4, 8)  # downsampling per block; hop = product
+    residual_layers: int = 1  # residual units per block, dilations 1, 2, 4 ... (EnCodec's SEANet)
+    latent_dim: int = 64  # dimension of each latent frame (and of each codeword)
+    # residual vector quantizer
+    n_codebooks: int = 4  # residual stages
+    codebook_size: int = 256  # codewords per stage; bits per stage = log2(size)
+    ema_decay: float = 0.9  # EMA rate of the codebook updates; short runs need it fast
+    dead_code_threshold: float = 1.0  # codes with EMA usage (vectors per batch) below this are restarted
+    kmeans_iters: int = 10  # k-means steps for the codebook init on the first batch
+    # loss weights (0 = computed and logged, not trained on)
+    l1_weight: float = 1.0  # time-domain L1
+    mel_weight: float = 0.0  # multi-scale log-mel distance ("perceptual")
+    rms_weight: float = 10.0  # |log RMS(out) - log RMS(in)| per segment
+    peak_weight: float = 5.0  # |log max|out| - log max|in|| per segment
+    commit_weight: float = 1.0  # VQ commitment, encoder pulled to its codes
+    # optimisation
+    batch_size: int = 16  # segments per step
+    num_epochs: int = 100  # passes over the training segments
+    learning_rate: float = 3e-4  # Adam
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    max_steps_per_epoch: int = 0  # 0 = a full pass; >0 caps an epoch (quick trials)
+    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    seed: int = 0  # model init, shuffling, codebook restarts
+
+    def __post_init__(self):
+        problems = _problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def hop(self) -> int:
+        """Samples per latent frame."""
+        return math.prod(self.strides)
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second of the codes."""
+        return self.sample_rate / self.hop * self.n_codebooks * math.log2(self.codebook_size)
+
+    @property
+    def compression(self) -> float:
+        """16-bit PCM bitrate over the codec bitrate."""
+        return 16 * self.sample_rate / self.bitrate
+
+    @property
+    def segment_samples(self) -> int:
+        # a whole number of frames, so the decoder output matches the input length
+        return max(1, round(self.segment_seconds * self.sample_rate / self.hop)) * self.hop
+
+    def describe(self) -> str:
+        return (
+            f"{self.bitrate / 1000:g} kbps ({self.n_codebooks} x {math.log2(self.codebook_size):g}"
+            f" bits at {self.sample_rate / self.hop:g} frames/s), "
+            f"{self.compression:g}x compression of 16-bit {self.sample_rate} Hz PCM"
+        )
+
+
+def _problems(c: Config) -> list[str]:
+    checks = [
+        (c.sample_rate >= 1000, "sample_rate", "an int >= 1000"),
+        (c.segment_seconds > 0, "segment_seconds", "> 0"),
+        (0 < c.valid_fraction < 1, "valid_fraction", "between 0 and 1"),
+        (c.channels >= 1, "channels", ">= 1"),
+        (len(c.strides) >= 1 and all(s >= 1 for s in c.strides), "strides", "ints >= 1"),
+        (c.residual_layers >= 0, "residual_layers", ">= 0"),
+        (c.latent_dim >= 1, "latent_dim", ">= 1"),
+        (c.n_codebooks >= 1, "n_codebooks", ">= 1"),
+        (c.codebook_size >= 2, "codebook_size", ">= 2"),
+        (0 <= c.ema_decay < 1, "ema_decay", "in [0, 1)"),
+        (c.dead_code_threshold >= 0, "dead_code_threshold", ">= 0"),
+        (c.kmeans_iters >= 0, "kmeans_iters", ">= 0"),
+        (c.batch_size >= 1, "batch_size", ">= 1"),
+        (c.num_epochs >= 1, "num_epochs", ">= 1"),
+        (c.learning_rate > 0 and math.isfinite(c.learning_rate), "learning_rate", "> 0"),
+        (c.grad_clip >= 0, "grad_clip", ">= 0"),
+        (c.max_steps_per_epoch >= 0, "max_steps_per_epoch", ">= 0"),
+    ]
+    problems = [f"{name}={getattr(c, name)!r} must be {rule}" for ok, name, rule in checks if not ok]
+    problems += [
+        f"{w}={getattr(c, w)!r} must be >= 0" for w in LOSS_WEIGHTS.values() if not getattr(c, w) >= 0
+    ]
+    return problems
+
+
+FIELDS = {f.name: f for f in fields(Config)}
+DEFAULTS = Config()
+
+
+def make_config(params: dict) -> Config:
+    """Config from a dict; unknown keys are errors naming the allowed ones."""
+    unknown = sorted(set(params) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown config field {', '.join(unknown)} (allowed: {', '.join(FIELDS)})")
+    coerced = {k: coerce(k, v) for k, v in params.items()}
+    return dataclasses.replace(DEFAULTS, **coerced)
+
+
+def coerce(name: str, value):
+    """Value of field `name` converted to its type (from a CLI string, YAML or a sampler)."""
+    default = getattr(DEFAULTS, name)
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if isinstance(default, tuple):
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(int(v) for v in items)
+        if isinstance(default, int):
+            if float(value) != int(float(value)):
+                raise ValueError
+            return int(float(value))
+        return type(default)(value)
+    except (TypeError, ValueError):
+        kind = "comma-separated ints" if isinstance(default, tuple) else type(default).__name__
+        raise ValueError(f"{name}={value!r} is not a valid {kind}") from None
+
+
+def field_help() -> dict[str, str]:
+    """Each field's trailing comment in this file: the one description, shown by --help."""
+    src = inspect.getsource(Config)
+    return dict(re.findall(r"^\s+(\w+): [^=]+= .*?#\s*(.+)$", src, flags=re.M))
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One --field flag per Config field, with the field's comment and default as help."""
+    group = parser.add_argument_group("config (every field of the training config)")
+    notes = field_help()
+    for name in FIELDS:
+        default = getattr(DEFAULTS, name)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(
+            f"--{name}",
+            metavar=type(default).__name__.upper(),
+            help=f"{notes.get(name, '')} (default: {shown})",
+        )
+
+
+def config_from_args(args: argparse.Namespace, base: Config = DEFAULTS) -> Config:
+    """base with every config flag that was given on the command line."""
+    given = {k: getattr(args, k) for k in FIELDS if getattr(args, k, None) is not None}
+    return dataclasses.replace(base, **{k: coerce(k, v) for k, v in given.items()})
+
+
+def to_flags(config: Config) -> list[str]:
+    """The train_codec.py flags that rebuild config (fields that differ from the defaults)."""
+    flags = []
+    for name in FIELDS:
+        value = getattr(config, name)
+        if value != getattr(DEFAULTS, name):
+            flags += [f"--{name}", ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return flags

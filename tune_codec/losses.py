@@ -1,0 +1,68 @@
+"""Named loss terms and their weighted sum; a term with weight 0 is computed and logged only."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torchaudio
+from torch import nn
+
+from tune_codec.config import LOSS_WEIGHTS, Config
+
+EPS = 1e-5
+
+
+class MultiScaleMel(nn.Module):
+    """Mean L1 distance of log-mel spectrograms at several FFT sizes (those that fit `max_len`)."""
+
+    def __init__(self, sample_rate: int, max_len: int, sizes=(256, 512, 1024, 2048), n_mels: int = 64):
+        super().__init__()
+        sizes = [n for n in sizes if n < max_len] or [2 ** (max_len.bit_length() - 2)]
+        self.specs = nn.ModuleList(
+            torchaudio.transforms.MelSpectrogram(
+                sample_rate, n_fft=n, hop_length=n // 4, n_mels=min(n_mels, n // 8), power=1.0
+            )
+            for n in sizes
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x, y: (B, 1, T) -> scalar"""
+        dist = [(torch.log(s(x) + EPS) - torch.log(s(y) + EPS)).abs().mean() for s in self.specs]
+        return torch.stack(dist).mean()
+
+
+def log_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean |log a - log b|: 0 when equal, symmetric in over- and under-shoot."""
+    return (torch.log(a + EPS) - torch.log(b + EPS)).abs().mean()
+
+
+class LossResult(NamedTuple):
+    total: torch.Tensor  # weighted sum, the thing to minimise
+    terms: dict[str, torch.Tensor]  # every named term, weighted or not
+
+
+class CodecLoss(nn.Module):
+    def __init__(self, config: Config):
+        super().__init__()
+        self.weights = {name: getattr(config, field) for name, field in LOSS_WEIGHTS.items()}
+        self.mel = MultiScaleMel(config.sample_rate, config.segment_samples)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, commit_loss: torch.Tensor) -> LossResult:
+        """x: input, y: output, both (B, 1, T) float32."""
+        fns = {
+            "rec/l1": lambda: (y - x).abs().mean(),
+            "rec/mel": lambda: self.mel(y, x),
+            "amp/rms": lambda: log_ratio(y.pow(2).mean(-1).sqrt(), x.pow(2).mean(-1).sqrt()),
+            "amp/peak": lambda: log_ratio(y.abs().amax(-1), x.abs().amax(-1)),
+            "vq/commit": lambda: commit_loss,
+        }
+        if fns.keys() != self.weights.keys():
+            raise KeyError(f"loss terms {sorted(fns)} do not match weights {sorted(self.weights)}")
+        terms = {}
+        for name, fn in fns.items():
+            # a term that is only logged needs no graph
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.weights[name] > 0):
+                terms[name] = fn()
+        total = sum(self.weights[n] * t for n, t in terms.items() if self.weights[n] > 0)
+        return LossResult(torch.as_tensor(total, device=x.device), terms)

@@ -1,0 +1,75 @@
+"""Validation metrics: SNR, SI-SDR, range/RMS ratio, codebook usage."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def snr_db(x: torch.Tensor, y: torch.Tensor) -> float:
+    """10 log10(signal power / noise power) over all samples; y is the estimate of x."""
+    noise = (x - y).pow(2).sum().item()
+    signal = x.pow(2).sum().item()
+    return 10 * math.log10(signal / noise) if noise > 0 else math.inf
+
+
+def si_sdr_db(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Scale-invariant SDR, mean over segments; x, y: (N, T)."""
+    x, y = x - x.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
+    alpha = (y * x).sum(-1, keepdim=True) / (x.pow(2).sum(-1, keepdim=True) + 1e-12)
+    target = alpha * x
+    ratio = target.pow(2).sum(-1) / ((y - target).pow(2).sum(-1) + 1e-12)
+    return (10 * torch.log10(ratio + 1e-12)).mean().item()
+
+
+def perplexity(codes: torch.Tensor, size: int) -> float:
+    """exp(entropy) of the code histogram: how many codes are used, effectively."""
+    p = torch.bincount(codes.flatten(), minlength=size).float()
+    p = p[p > 0] / p.sum()
+    return math.exp(-(p * p.log()).sum().item())
+
+
+def signal_metrics(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """The debug block's numbers (and SI-SDR) for input x and output y, (N, T)."""
+    in_range, out_range = x.abs().max().item(), y.abs().max().item()
+    signal, noise = x.pow(2).mean().item(), (x - y).pow(2).mean().item()
+    return {
+        "val/in_range": in_range,
+        "val/out_range": out_range,
+        "val/range_ratio": out_range / in_range,
+        "val/rms_ratio": math.sqrt(y.pow(2).mean().item() / signal),
+        "val/signal_power": signal,
+        "val/noise_power": noise,
+        "val/snr_db": snr_db(x, y),
+        "val/si_sdr_db": si_sdr_db(x, y),
+    }
+
+
+def codebook_metrics(codes: torch.Tensor, size: int) -> dict[str, float]:
+    """codes: (N, n_codebooks, T') -> mean perplexity and share of codes never used."""
+    stages = codes.transpose(0, 1).reshape(codes.shape[1], -1)
+    used = [len(torch.unique(s)) for s in stages]
+    return {
+        "vq/perplexity": sum(perplexity(s, size) for s in stages) / len(stages),
+        "vq/dead_fraction": 1 - sum(used) / (size * len(stages)),
+    }
+
+
+def debug_block(m: dict[str, float]) -> str:
+    """The validation printout, one number a line."""
+    return "\n".join(
+        [
+            f"  input range     [{-m['val/in_range']:.4f}, {m['val/in_range']:.4f}]",
+            f"  output range    [{-m['val/out_range']:.4f}, {m['val/out_range']:.4f}]",
+            f"  range ratio     {m['val/range_ratio']:.3f}",
+            f"  RMS ratio       {m['val/rms_ratio']:.3f}",
+            f"  signal power    {m['val/signal_power']:.3e}",
+            f"  noise power     {m['val/noise_power']:.3e}",
+            f"  SNR             {m['val/snr_db']:.2f} dB",
+            f"  SI-SDR          {m['val/si_sdr_db']:.2f} dB",
+            f"  mel distance    {m['val/mel_distance']:.3f}",
+            f"  codebooks       perplexity {m['vq/perplexity']:.1f}, "
+            f"{100 * m['vq/dead_fraction']:.0f}% codes unused",
+        ]
+    )

@@ -1,0 +1,101 @@
+"""SEANet-style convolutional encoder/decoder around a residual VQ."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from tune_codec.config import Config
+from tune_codec.quantize import ResidualVQ
+
+
+class CodecOutput(NamedTuple):
+    audio: torch.Tensor  # (B, 1, T)
+    codes: torch.Tensor  # (B, n_codebooks, T // hop)
+    commit_loss: torch.Tensor  # scalar
+
+
+def conv(cin: int, cout: int, kernel: int, dilation: int = 1) -> nn.Module:
+    """Length-preserving conv (odd kernel)."""
+    return weight_norm(nn.Conv1d(cin, cout, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2))
+
+
+class Resample(nn.Module):
+    """Strided conv down (or transposed conv up) by `stride`, exactly T -> T / stride (or T * stride)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, up: bool):
+        super().__init__()
+        layer = nn.ConvTranspose1d if up else nn.Conv1d
+        self.conv = weight_norm(layer(cin, cout, 2 * stride, stride=stride))
+        self.up, self.trim = up, stride  # kernel - stride extra samples
+        self.left = stride // 2
+
+    def forward(self, x):
+        if self.up:
+            y = self.conv(x)
+            return y[..., self.left : y.shape[-1] - (self.trim - self.left)]
+        return self.conv(F.pad(x, (self.left, self.trim - self.left)))
+
+
+class ResidualUnit(nn.Module):
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        hidden = max(1, channels // 2)
+        self.block = nn.Sequential(
+            nn.ELU(), conv(channels, hidden, 3, dilation), nn.ELU(), conv(hidden, channels, 1)
+        )
+
+    def forward(self, x):
+        return x + self.block(x)
+
+
+def residual_units(channels: int, layers: int) -> list[nn.Module]:
+    return [ResidualUnit(channels, 2**j) for j in range(layers)]
+
+
+class Codec(nn.Module):
+    """(B, 1, T) -> encoder -> RVQ -> decoder -> (B, 1, T), T a multiple of the hop."""
+
+    def __init__(self, c: Config):
+        super().__init__()
+        widths = [c.channels * 2**i for i in range(len(c.strides) + 1)]
+        enc = [conv(1, widths[0], 7)]
+        for i, s in enumerate(c.strides):
+            enc += [
+                *residual_units(widths[i], c.residual_layers),
+                nn.ELU(),
+                Resample(widths[i], widths[i + 1], s, up=False),
+            ]
+        enc += [nn.ELU(), conv(widths[-1], c.latent_dim, 3)]
+        self.encoder = nn.Sequential(*enc)
+
+        dec = [conv(c.latent_dim, widths[-1], 7)]
+        for i, s in reversed(list(enumerate(c.strides))):
+            dec += [
+                nn.ELU(),
+                Resample(widths[i + 1], widths[i], s, up=True),
+                *residual_units(widths[i], c.residual_layers),
+            ]
+        dec += [nn.ELU(), conv(widths[0], 1, 7)]
+        self.decoder = nn.Sequential(*dec)
+
+        self.quantizer = ResidualVQ(
+            c.latent_dim, c.n_codebooks, c.codebook_size, c.ema_decay, c.dead_code_threshold, c.kmeans_iters
+        )
+        self.hop = c.hop
+
+    def forward(self, x: torch.Tensor) -> CodecOutput:
+        q = self.quantizer(self.encoder(x))
+        return CodecOutput(self.decoder(q.quantized), q.codes, q.commit_loss)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T) -> codes (B, n_codebooks, T // hop)"""
+        return self.quantizer(self.encoder(x)).codes
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, n_codebooks, T') -> (B, 1, T' * hop)"""
+        return self.decoder(self.quantizer.decode(codes))

@@ -1,0 +1,185 @@
+"""train(config, data, report): the one training loop, called by the CLI and by every search trial."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from tune_codec.config import Config, make_config
+from tune_codec.data import CodecData
+from tune_codec.losses import CodecLoss
+from tune_codec.metrics import codebook_metrics, debug_block, signal_metrics
+from tune_codec.model import Codec
+from tune_codec.samples import write_samples
+
+# report(metrics, checkpoint_dir): called once per epoch after the checkpoint is written
+Report = Callable[[dict, Path], None]
+LAST, BEST, SAMPLES = "last.pt", "best.pt", "samples"
+N_CLIPS = 3  # validation clips written with each checkpoint
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def atomic_save(obj, path: Path) -> None:
+    """Write then rename, so a kill mid-write leaves the previous file intact."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(checkpoint_dir: Path) -> dict:
+    return torch.load(Path(checkpoint_dir) / LAST, map_location="cpu", weights_only=False)
+
+
+def load_codec(path: Path, device: torch.device | None = None) -> tuple[Codec, Config]:
+    """A trained codec from best.pt or last.pt, in eval mode."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    config = make_config(state["config"])
+    model = Codec(config)
+    model.load_state_dict(state["model"])
+    return model.to(device or "cpu").eval(), config
+
+
+def train(
+    config: Config,
+    data: CodecData,
+    report: Report | None = None,
+    *,
+    checkpoint_dir: Path,
+    resume_from: Path | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Train for config.num_epochs (continuing resume_from's last.pt if given); returns the last metrics."""
+    if data.sample_rate != config.sample_rate or data.train.shape[1] != config.segment_samples:
+        raise ValueError(
+            f"data has {data.train.shape[1]}-sample segments at {data.sample_rate} Hz; config wants "
+            f"{config.segment_samples} at {config.sample_rate} Hz"
+        )
+    device = device or pick_device()
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    model = Codec(config).to(device)
+    loss_fn = CodecLoss(config).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    start, best, train_s = 0, -math.inf, 0.0
+    if resume_from is not None:
+        state = load_state(resume_from)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        start, best, train_s = state["epoch"], state["best_snr_db"], state["train_s"]
+
+    train_x = torch.from_numpy(data.train)
+    valid_x = torch.from_numpy(data.valid)
+    steps = math.ceil(len(train_x) / config.batch_size)
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    autocast = config.bf16 and device.type == "cuda"
+    metrics: dict = {}
+    for epoch in range(start, config.num_epochs):
+        model.train()
+        # shuffling depends on (seed, epoch) only, so a resumed run sees the same batches
+        order = torch.randperm(
+            len(train_x), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        )
+        sums: dict[str, float] = {}
+        t0 = time.perf_counter()
+        bar = tqdm(
+            range(steps), desc=f"epoch {epoch + 1}/{config.num_epochs}", disable=not progress, leave=False
+        )
+        for step in bar:
+            x = train_x[order[step * config.batch_size : (step + 1) * config.batch_size]].to(device)[:, None]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                out = model(x)
+            loss = loss_fn(x, out.audio.float(), out.commit_loss)
+            if not torch.isfinite(loss.total):
+                terms = ", ".join(f"{k}={v.item():.3g}" for k, v in loss.terms.items())
+                raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step + 1}: {terms}")
+            opt.zero_grad(set_to_none=True)
+            loss.total.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            for k, v in {"total": loss.total, **loss.terms}.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+            bar.set_postfix(loss=f"{loss.total.item():.4f}")
+        epoch_s = time.perf_counter() - t0
+        train_s += epoch_s
+
+        val, clips_out = validate(model, loss_fn, valid_x, config, device, autocast)
+        metrics = {
+            "epoch": epoch + 1,
+            **{f"loss/{k}": v / steps for k, v in sums.items()},
+            **val,
+            "time/train_s": train_s,
+            "time/audio_s_per_s": steps * config.batch_size * config.segment_seconds / epoch_s,
+        }
+        best = max(best, val["val/snr_db"])
+        metrics["val/best_snr_db"] = best
+        state = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "rng": torch.get_rng_state(),
+            "epoch": epoch + 1,
+            "best_snr_db": best,
+            "train_s": train_s,
+            "config": dataclasses.asdict(config),
+            "metrics": metrics,
+        }
+        if val["val/snr_db"] >= best:
+            atomic_save({k: state[k] for k in ("model", "config", "metrics")}, checkpoint_dir / BEST)
+        atomic_save(state, checkpoint_dir / LAST)
+        title = f"epoch {epoch + 1}: range ratio {val['val/range_ratio']:.2f}, SNR {val['val/snr_db']:.2f} dB"
+        write_samples(checkpoint_dir / SAMPLES, data.valid[:N_CLIPS], clips_out, config.sample_rate, title)
+        (checkpoint_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        echo(f"{format_epoch(metrics)}\n{debug_block(metrics)}")
+        if report is not None:
+            report(metrics, checkpoint_dir)
+    return metrics
+
+
+@torch.no_grad()
+def validate(model, loss_fn, valid_x, config, device, autocast) -> tuple[dict, np.ndarray]:
+    """Metrics over the whole validation set, and the first clips' outputs as numpy."""
+    model.eval()
+    outs, codes = [], []
+    for i in range(0, len(valid_x), 2 * config.batch_size):
+        x = valid_x[i : i + 2 * config.batch_size].to(device)[:, None]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = model(x)
+        outs.append(out.audio.float()[:, 0].cpu())
+        codes.append(out.codes.cpu())
+    y, codes = torch.cat(outs), torch.cat(codes)
+    mel = sum(
+        loss_fn.mel(y[i : i + 64, None].to(device), valid_x[i : i + 64, None].to(device)).item()
+        * len(y[i : i + 64])
+        for i in range(0, len(y), 64)
+    ) / len(y)
+    metrics = {
+        **signal_metrics(valid_x, y),
+        "val/mel_distance": mel,
+        **codebook_metrics(codes, config.codebook_size),
+    }
+    return metrics, y[:N_CLIPS].numpy()
+
+
+def format_epoch(m: dict) -> str:
+    return (
+        f"epoch {m['epoch']}: loss {m['loss/total']:.4f} | range ratio {m['val/range_ratio']:.3f} "
+        f"RMS ratio {m['val/rms_ratio']:.3f} SNR {m['val/snr_db']:.2f} dB SI-SDR {m['val/si_sdr_db']:.2f} dB "
+        f"| {m['time/audio_s_per_s']:.1f} audio s/s"
+    )
