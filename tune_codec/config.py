@@ -40,13 +40,13 @@ class Config:
     # loss weights (0 = computed and logged, not trained on)
     l1_weight: float = 1.0  # time-domain L1
     mel_weight: float = 0.0  # multi-scale log-mel distance ("perceptual")
-    rms_weight: float = 10.0  # |log RMS(out) - log RMS(in)| per segment
-    peak_weight: float = 5.0  # |log max|out| - log max|in|| per segment
+    rms_weight: float = 10.0  # (RMS(out) - RMS(in))^2 per segment
+    peak_weight: float = 5.0  # (max|out| - max|in|)^2 per segment
     commit_weight: float = 1.0  # VQ commitment, encoder pulled to its codes
     # optimisation
     batch_size: int = 16  # segments per step
     num_epochs: int = 100  # passes over the training segments
-    learning_rate: float = 3e-4  # Adam
+    learning_rate: float = 1e-3  # Adam
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     max_steps_per_epoch: int = 0  # 0 = a full pass; >0 caps an epoch (quick trials)
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)

@@ -19,9 +19,17 @@ class CodecOutput(NamedTuple):
     commit_loss: torch.Tensor  # scalar
 
 
+def zero_bias(layer: nn.Module) -> nn.Module:
+    """Weight-normed, bias starting at 0. Speech is quiet (RMS ~0.05); PyTorch's default bias init
+    outweighs it, so an untrained codec emits the same pattern for every input, and amplitude losses
+    then amplify that pattern instead of the speech (measured in docs/training.md)."""
+    nn.init.zeros_(layer.bias)
+    return weight_norm(layer)
+
+
 def conv(cin: int, cout: int, kernel: int, dilation: int = 1) -> nn.Module:
     """Length-preserving conv (odd kernel)."""
-    return weight_norm(nn.Conv1d(cin, cout, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2))
+    return zero_bias(nn.Conv1d(cin, cout, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2))
 
 
 class Resample(nn.Module):
@@ -30,7 +38,7 @@ class Resample(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, up: bool):
         super().__init__()
         layer = nn.ConvTranspose1d if up else nn.Conv1d
-        self.conv = weight_norm(layer(cin, cout, 2 * stride, stride=stride))
+        self.conv = zero_bias(layer(cin, cout, 2 * stride, stride=stride))
         self.up, self.trim = up, stride  # kernel - stride extra samples
         self.left = stride // 2
 

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,8 +84,9 @@ def train(
         torch.set_rng_state(state["rng"])
         start, best, train_s = state["epoch"], state["best_snr_db"], state["train_s"]
 
-    train_x = torch.from_numpy(data.train)
-    valid_x = torch.from_numpy(data.valid)
+    with warnings.catch_warnings():  # in a search the arrays are read-only views of Ray's object store
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        train_x, valid_x = torch.from_numpy(data.train), torch.from_numpy(data.valid)
     steps = math.ceil(len(train_x) / config.batch_size)
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
