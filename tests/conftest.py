@@ -67,3 +67,17 @@ def audio_dir(tmp_path):
         write_speechlike(root / "spk2" / "deep" / f"b{i}.flac", 1.0, 16000, channels=2, seed=10 + i)
     write_speechlike(root / "c0.ogg", 1.0, 8000, seed=20)
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One light local Ray for the whole session (starting one takes seconds)."""
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
+    yield ray
+    ray.shutdown()

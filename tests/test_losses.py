@@ -18,9 +18,11 @@ def test_amplitude_losses_see_a_quiet_output():
     c = make_config({"sample_rate": 8000})
     x = torch.randn(4, 1, 2048) * 0.3
     terms = CodecLoss(c)(x, 0.2 * x, torch.tensor(0.0)).terms
-    # log(1/0.2) for both RMS and peak: a 5x too quiet output
-    assert terms["amp/rms"].item() == pytest.approx(1.609, abs=1e-2)
-    assert terms["amp/peak"].item() == pytest.approx(1.609, abs=1e-2)
+    # a 5x too quiet output misses 0.8 of each segment's RMS and of its peak
+    rms, peak = x.pow(2).mean(-1).sqrt(), x.abs().amax(-1)
+    assert terms["amp/rms"].item() == pytest.approx((0.8 * rms).pow(2).mean().item(), rel=1e-5)
+    assert terms["amp/peak"].item() == pytest.approx((0.8 * peak).pow(2).mean().item(), rel=1e-5)
+    assert terms["amp/rms"].item() == pytest.approx((0.8 * 0.3) ** 2, rel=0.05)
 
 
 def test_total_is_the_weighted_sum_and_zero_weights_train_nothing(tiny_config):

@@ -33,9 +33,8 @@ class MultiScaleMel(nn.Module):
 
 
 def squared_gap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean (a - b)^2 of per-segment statistics. Its pull fades as the levels meet, so it does not
-    keep amplifying an output that is not yet correlated with the input (a log ratio does: measured
-    in docs/training.md)."""
+    """Mean (a - b)^2 of per-segment statistics: its pull fades as the levels meet, leaving L1 to shape
+    the waveform."""
     return (a - b).pow(2).mean()
 
 

@@ -22,7 +22,7 @@ class CodecOutput(NamedTuple):
 def zero_bias(layer: nn.Module) -> nn.Module:
     """Weight-normed, bias starting at 0. Speech is quiet (RMS ~0.05); PyTorch's default bias init
     outweighs it, so an untrained codec emits the same pattern for every input, and amplitude losses
-    then amplify that pattern instead of the speech (measured in docs/training.md)."""
+    then amplify that pattern instead of the speech (benchmarks/amplitude_trap.py)."""
     nn.init.zeros_(layer.bias)
     return weight_norm(layer)
 

@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pytest
+
+from tune_codec.config import FIELDS
+from tune_codec.space import SpaceError, load_space, parse_space
+from tune_codec.stopping import StopRules
+
+SPACES = sorted((Path(__file__).parent.parent / "search_spaces").glob("*.yaml"))
+GOOD = {"search": {"rms_weight": {"loguniform": [1, 100]}}}
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
+def test_every_shipped_space_loads_and_gives_a_full_config_per_trial(path):
+    space = load_space(path)
+    assert set(space.param_space()) == set(FIELDS)
+    assert space.searched() and space.trials >= len(space.start)
+
+
+def test_the_amplitude_space_starts_from_the_hand_fix():
+    space = load_space(Path(__file__).parent.parent / "search_spaces" / "amplitude.yaml")
+    first = space.start[0]
+    assert (first["rms_weight"], first["peak_weight"], first["mel_weight"], first["l1_weight"]) == (
+        10,
+        5,
+        0,
+        1,
+    )
+
+
+def test_settings_and_fixed_values_are_applied():
+    space = parse_space(
+        {
+            "trials": 5,
+            "config": {"num_epochs": 7},
+            "stop": {"range_ratio": [0.8, 1.25], "grace_epochs": 2},
+            "search": {**GOOD["search"], "channels": {"fixed": 8}},
+        }
+    )
+    assert space.trials == 5 and space.base.num_epochs == 7
+    assert space.stop == StopRules(grace_epochs=2, range_ratio=(0.8, 1.25))
+    assert space.param_space()["num_epochs"] == 7 and space.param_space()["channels"] == 8
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            {"search": {"rms_wieght": {"uniform": [0, 1]}}},
+            "search.rms_wieght: 'rms_wieght' is not a config field",
+        ),
+        ({"search": {"rms_weight": {"uniform": [5, 1]}}}, "search.rms_weight: low 5 must be below high 1"),
+        ({"search": {"learning_rate": {"uniform": [-1, 1]}}}, "learning_rate=-1.0 must be > 0"),
+        ({"search": {"learning_rate": {"loguniform": [0, 1]}}}, "loguniform needs low > 0, got 0"),
+        (
+            {"search": {"rms_weight": {"normal": [0, 1]}}},
+            "unknown distribution 'normal' (allowed: loguniform",
+        ),
+        ({"search": {"rms_weight": {"categorical": []}}}, "categorical needs a non-empty list"),
+        ({"search": {"rms_weight": {"int": [4, 8.5]}}}, "int needs whole-number bounds"),
+        ({"search": {"channels": {"int": [4, 8.5]}}}, "search.channels: channels=8.5 is not a valid int"),
+        ({"search": {"sample_rate": {"categorical": [8000, 16000]}}}, "set it under config:"),
+        ({"search": {}}, "names no field with a distribution"),
+        ({**GOOD, "trails": 3}, "unknown setting trails (allowed: metric"),
+        ({**GOOD, "trials": 0}, "trials: 0 must be an int >= 1"),
+        ({**GOOD, "metric": "loss"}, "metric: 'loss' is not one of val/snr_db"),
+        ({**GOOD, "config": {"batch_size": 0}}, "config: batch_size=0 must be >= 1"),
+        ({**GOOD, "stop": {"range_ratio": [1.5, 2.0]}}, "must be [low, high] with low < 1 < high"),
+        ({**GOOD, "stop": {"patience": 2}}, "allowed keys: grace_epochs"),
+        (
+            {**GOOD, "asha": {"grace_period": 500}},
+            "asha.grace_period: 500 must be an int from 1 to num_epochs",
+        ),
+        (
+            {**GOOD, "start": [{"learning_rate": 1e-3}]},
+            "start[0]: must give exactly the searched fields rms_weight",
+        ),
+        ({**GOOD, "start": [{"rms_weight": -1}]}, "start[0]: rms_weight=-1.0 must be >= 0"),
+    ],
+)
+def test_a_bad_space_is_one_line_naming_the_value(raw, message):
+    with pytest.raises(SpaceError) as e:
+        parse_space(raw)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search: {rms_weight: [1, 2\n")
+    with pytest.raises(SpaceError, match=r"bad.yaml: not valid YAML"):
+        load_space(bad)
+    with pytest.raises(SpaceError, match=r"missing.yaml: cannot read"):
+        load_space(tmp_path / "missing.yaml")

@@ -1,0 +1,419 @@
+"""The search: python -m tune_codec.run --space search_spaces/amplitude.yaml [--address auto] ..."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+from ray import tune
+
+from tune_codec.config import Config, make_config, to_flags
+from tune_codec.data import CodecData, load_data
+from tune_codec.space import Space, load_space
+from tune_codec.stopping import REASON, SCORE, CollapseStopper, StopRules, judge
+from tune_codec.tracking import Tracker, config_params
+from tune_codec.train import train
+
+
+def state_path(folder: Path) -> Path:
+    """The search's MLflow run ids, beside (not inside) the Ray experiment folder: on restore Ray
+    syncs its folder from a staging copy and would put back a stale file."""
+    return folder.with_name(f"{folder.name}.mlflow_runs.json")
+
+
+BEST_FILE = "best_config.yaml"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m tune_codec.run",
+        description="Search a codec's loss weights and learning rate: Ray Tune + Optuna, logged to MLflow.",
+    )
+    p.add_argument("--space", type=Path, required=True, help="search-space YAML (see search_spaces/)")
+    p.add_argument("--data-dir", type=Path, help="folder of audio files (default: bundled demo corpus)")
+    p.add_argument("--trials", type=int, help="number of trials (default: the space's `trials`)")
+    p.add_argument("--concurrency", type=int, help="trials at once (default: the space's `concurrency`)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="(default: 1)")
+    p.add_argument(
+        "--gpus-per-trial", type=float, default=0.0, help="fractions allowed, e.g. 0.5 (default: 0)"
+    )
+    p.add_argument(
+        "--storage-path", type=Path, default=Path("ray_results"), help="Ray results (default: ./ray_results)"
+    )
+    p.add_argument(
+        "--name", help="search name: Ray experiment and MLflow parent run (default: space file name)"
+    )
+    p.add_argument("--experiment-name", default="tune-codec", help="MLflow experiment (default: tune-codec)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI or SQLite file (default: ./mlflow.db)")
+    p.add_argument("--seed", type=int, default=0, help="Optuna sampler seed (default: 0)")
+    p.add_argument(
+        "--address", help="existing Ray cluster, e.g. auto or ray://host:10001 (default: start one here)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue the interrupted search of the same name")
+    p.add_argument("--cache-dir", type=Path, help="decoded-audio cache (default: ~/.cache/tune-codec)")
+    return p.parse_args(argv)
+
+
+def check_args(args, space: Space) -> tuple[Space, Path]:
+    """The space with the command line's overrides, and the experiment folder; ValueError if unusable."""
+    for flag in ("trials", "concurrency"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag} {value} must be >= 1")
+    for flag in ("cpus_per_trial", "gpus_per_trial"):
+        value = getattr(args, flag)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"--{flag.replace('_', '-')} {value} must be >= 0")
+    space = dataclasses.replace(
+        space, trials=args.trials or space.trials, concurrency=args.concurrency or space.concurrency
+    )
+    folder = (args.storage_path / (args.name or args.space.stem)).resolve()
+    exists = state_path(folder).exists()
+    if args.resume and not exists:
+        raise ValueError(f"--resume: no search to continue in {str(folder)!r}")
+    if exists and not args.resume:
+        raise ValueError(
+            f"{str(folder)!r} already holds a search; pass --resume to continue it or --name for a new one"
+        )
+    return space, folder
+
+
+def start_ray(args) -> bool:
+    """Connect to --address, or start Ray here unless it already runs in this process; True if started."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started and args.address:
+        ray.init(address=args.address, log_to_driver=False)
+    elif started:  # light settings for a laptop
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            object_store_memory=200 * 2**20,
+            log_to_driver=False,
+        )
+    have = ray.cluster_resources()
+    for name, want in (("CPU", args.cpus_per_trial), ("GPU", args.gpus_per_trial)):
+        if want > have.get(name, 0):
+            if started:
+                ray.shutdown()
+            raise ValueError(
+                f"--{name.lower()}s-per-trial {want:g}: the Ray cluster has {have.get(name, 0):g} {name}s "
+                "(a trial asking for more would wait forever)"
+            )
+    return started
+
+
+def trial(config: dict, data: CodecData, rules: StopRules, metric: str) -> None:
+    """One trial: train() with Tune's report and checkpoints; a non-finite loss is reported as a stop."""
+    workdir = Path(tempfile.mkdtemp(prefix="tune-codec-trial-"))
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            shutil.copytree(folder, workdir, dirs_exist_ok=True)
+        resume = workdir
+
+    reached = {"epoch": 0}
+
+    def report(metrics: dict, checkpoint_dir: Path) -> None:
+        reached["epoch"] = metrics["epoch"]
+        tune.report(judge(metrics, rules, metric), checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+
+    try:
+        train(
+            make_config(config),
+            data,
+            report,
+            checkpoint_dir=workdir,
+            resume_from=resume,
+            progress=False,
+            echo=_quiet,
+        )
+    except FloatingPointError as e:
+        tune.report({"epoch": reached["epoch"] + 1, REASON: str(e), SCORE: rules.penalty_db})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class MlflowTrials(tune.Callback):
+    """Ray Tune callback: one MLflow child run per trial under the search's parent run.
+
+    The run ids live in a JSON file beside the Ray experiment, so a resumed search continues the
+    same runs (Ray's MLflowLoggerCallback opens new ones and leaves the old ones RUNNING)."""
+
+    def __init__(self, tracking_uri: str, experiment: str, state_file: Path):
+        self.uri, self.experiment, self.state_file = tracking_uri, experiment, state_file
+
+    @property
+    def tracker(self) -> Tracker:
+        if "_tracker" not in self.__dict__:
+            self._tracker = Tracker(self.uri, self.experiment)
+        return self._tracker
+
+    def __getstate__(self):  # pickled with the Tuner's state: keep the settings, not the client
+        return {k: v for k, v in self.__dict__.items() if k != "_tracker"}
+
+    def state(self) -> dict:
+        return json.loads(self.state_file.read_text())
+
+    def save(self, state: dict) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.state_file)
+
+    def trial_run(self, trial) -> str:
+        state = self.state()
+        run_id = state["trials"].get(trial.trial_id)
+        if run_id is None:
+            config = make_config(trial.config)
+            run_id = self.tracker.start(
+                f"{state['name']}/{trial.trial_id}",
+                config_params(config),
+                {"trial_id": trial.trial_id},
+                state["parent"],
+            )
+            state["trials"][trial.trial_id] = run_id
+            self.save(state)
+        return run_id
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.tracker.reopen(self.trial_run(trial))
+
+    on_trial_restore = on_trial_start
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        metrics = {k: v for k, v in result.items() if "/" in k or k == "epoch"}
+        self.tracker.log_metrics(self.trial_run(trial), metrics, step=int(result.get("epoch", 0)))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.close(trial, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.close(trial, "FAILED")
+
+    def close(self, trial, status: str) -> None:
+        run_id = self.trial_run(trial)
+        if trial.checkpoint is not None:
+            self.tracker.log_checkpoint(run_id, Path(trial.checkpoint.path))
+        reason = why_stopped(trial.last_result or {}, trial.config["num_epochs"])
+        self.tracker.finish(run_id, status, {"stop_reason": reason})
+        state = self.state()
+        state["done"] = sorted({*state.get("done", []), trial.trial_id})
+        self.save(state)
+
+
+def why_stopped(last: dict, num_epochs: int) -> str:
+    """The stopper's reason, ASHA's early stop, or 'completed'."""
+    epochs = int(last.get("epoch", 0))
+    if last.get(REASON):
+        return last[REASON]
+    return f"ASHA after {epochs} epochs" if epochs < num_epochs else "completed"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # one checkpoint kept per trial makes Tune snapshot its state each epoch: cheap here, not worth a warning
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    try:
+        space, folder = check_args(args, load_space(args.space))
+        print(f"codec: {space.base.describe()}")
+        data = load_data(args.data_dir, space.base, args.cache_dir)
+        started = start_ray(args)
+    except (ValueError, OSError) as e:  # SpaceError and DataError are ValueErrors
+        print(f"tune_codec.run: error: {e}", file=sys.stderr)
+        return 2
+    print(f"data: {data.summary()}")
+    import ray
+
+    try:
+        return search(args, space, folder, data)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def search(args, space: Space, folder: Path, data: CodecData) -> int:
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    tracker = Tracker(args.tracking_uri, args.experiment_name)
+    state_file = state_path(folder)
+    if args.resume:
+        state = json.loads(state_file.read_text())
+        tracker.reopen(state["parent"])
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        params = {
+            "space": str(args.space),
+            "trials": str(space.trials),
+            "concurrency": str(space.concurrency),
+            "metric": space.metric,
+            "seed": str(args.seed),
+            **{f"search.{k}": f"{kind} {arg}" for k, (kind, arg) in space.search.items()},
+        }
+        parent = tracker.start(folder.name, params, {"tune_codec.role": "search"})
+        state = {"name": folder.name, "parent": parent, "trials": {}, "done": []}
+        state_file.write_text(json.dumps(state, indent=1))
+    print(f"mlflow: search run {state['parent']} in experiment {args.experiment_name!r} at {tracker.uri}")
+
+    trainable = tune.with_resources(
+        tune.with_parameters(trial, data=data, rules=space.stop, metric=space.metric),
+        {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
+    )
+    if args.resume:
+        tuner = tune.Tuner.restore(
+            str(folder), trainable, resume_errored=True, param_space=space.param_space()
+        )
+    else:
+        scheduler = (
+            ASHAScheduler(time_attr="epoch", max_t=space.base.num_epochs, **space.asha)
+            if space.asha
+            else None
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space.param_space(),
+            tune_config=tune.TuneConfig(
+                metric=SCORE,
+                mode="max",
+                search_alg=OptunaSearch(points_to_evaluate=list(space.start) or None, seed=args.seed),
+                scheduler=scheduler,
+                num_samples=space.trials,
+                max_concurrent_trials=space.concurrency,
+                reuse_actors=True,  # a new trial skips the worker start and the torch import
+            ),
+            run_config=tune.RunConfig(
+                name=folder.name,
+                storage_path=str(folder.parent),
+                stop=CollapseStopper(),
+                callbacks=[MlflowTrials(tracker.uri, args.experiment_name, state_file)],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                verbose=1,
+            ),
+        )
+    status = "FAILED"
+    try:
+        results = tuner.fit()
+        state = json.loads(state_file.read_text())
+        status = "FINISHED" if len(state["done"]) >= space.trials else "KILLED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+    finally:
+        state = json.loads(state_file.read_text())
+        for trial_id, run_id in state["trials"].items():  # no run is left RUNNING
+            if trial_id not in state["done"]:
+                tracker.finish(run_id, "KILLED")
+    if status == "KILLED":
+        tracker.finish(state["parent"], status)
+        print(
+            f"interrupted after {len(state['done'])} of {space.trials} trials; "
+            f"continue with the same command and --resume",
+            file=sys.stderr,
+        )
+        return 130
+    summary = summarise(results, space, folder)
+    tracker.log_metrics(state["parent"], summary.metrics, step=0)
+    tracker.client.log_text(state["parent"], f"{summary.table}\n\n{summary.text}\n", "search.txt")
+    if summary.best is not None:
+        tracker.client.log_artifact(state["parent"], str(folder / BEST_FILE))
+    tracker.finish(state["parent"], status)
+    print(f"{summary.table}\n\n{summary.text}")
+    return 0 if summary.best is not None else 1
+
+
+@dataclasses.dataclass
+class Summary:
+    table: str  # one row per trial
+    text: str  # the best config and how to train it
+    metrics: dict  # logged to the search's parent run
+    best: Config | None  # None when every trial collapsed
+
+
+def summarise(results, space: Space, folder: Path) -> Summary:
+    """Table of trials, the best healthy one written as YAML and as a train_codec.py command."""
+    num_epochs = space.base.num_epochs
+    searched = space.searched()
+    rows = []
+    for r in results:
+        m = r.metrics or {}
+        rows.append(
+            {
+                "trial": m.get("trial_id", "?"),
+                **{k: r.config[k] for k in searched},
+                "epochs": int(m.get("epoch", 0)),
+                "SNR dB": m.get("val/snr_db", math.nan),
+                "best SNR dB": m.get("val/best_snr_db", math.nan),
+                "range ratio": m.get("val/range_ratio", math.nan),
+                "train s": m.get("time/train_s", 0.0),
+                "stopped": why_stopped(m, num_epochs),
+                "_collapsed": bool(m.get(REASON)),
+                "_config": r.config,
+            }
+        )
+    rows.sort(key=lambda row: row["trial"])
+    healthy = [row for row in rows if not row["_collapsed"] and math.isfinite(row["best SNR dB"])]
+    epochs_run = sum(row["epochs"] for row in rows)
+    epochs_saved = sum(num_epochs - row["epochs"] for row in rows)
+    minutes_saved = epochs_saved * sum(row["train s"] for row in rows) / max(epochs_run, 1) / 60
+    collapsed = sum(row["_collapsed"] for row in rows)
+    text = (
+        f"{len(rows)} trials, {collapsed} stopped for collapse, {epochs_run} epochs trained; stopping saved "
+        f"{epochs_saved} of {len(rows) * num_epochs} epochs (~{minutes_saved:.1f} min)\n"
+    )
+    metrics = {
+        "trials_collapsed": collapsed,
+        "epochs_trained": epochs_run,
+        "epochs_saved": epochs_saved,
+        "minutes_saved": minutes_saved,
+    }
+    if not healthy:
+        text += (
+            "no trial trained without collapsing: widen the space, lower the learning rate or loosen stop:"
+        )
+        return Summary(format_table(rows), text, metrics, None)
+    best_row = max(healthy, key=lambda row: row["best SNR dB"])
+    best = make_config(best_row["_config"])
+    folder.joinpath(BEST_FILE).write_text(
+        yaml.safe_dump(
+            {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(best).items()}
+        )
+    )
+    text += (
+        f"best: trial {best_row['trial']}, best validation SNR {best_row['best SNR dB']:.2f} dB "
+        f"({best.describe()})\n"
+        f"config: {folder / BEST_FILE}\n"
+        f"train it: python train_codec.py {' '.join(to_flags(best))}"
+    )
+    metrics["best_snr_db"] = best_row["best SNR dB"]
+    return Summary(format_table(rows), text, metrics, best)
+
+
+def format_table(rows: list[dict]) -> str:
+    columns = [k for k in rows[0] if not k.startswith("_")]
+
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    cells = [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,201 @@
+"""Search-space YAML -> validated search settings and Tune distributions, before Ray starts.
+
+metric: val/snr_db            # what Optuna maximises (a validation metric in dB)
+trials: 12                    # trials Optuna proposes
+concurrency: 2                # trials running at once
+config: {num_epochs: 12}      # fixed for every trial (any config field)
+stop: {grace_epochs: 3, range_ratio: [0.5, 2.0], min_perplexity: 2.0, penalty_db: -30}
+asha: {grace_period: 4, reduction_factor: 2}   # or `asha: off`
+search:                       # config field -> distribution
+  rms_weight: {loguniform: [1, 100]}
+  mel_weight: {categorical: [0, 1]}
+  strides: {fixed: "2,4,8"}
+start: [{rms_weight: 10, ...}]   # points evaluated first (the hand fix)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from ray import tune
+
+from tune_codec.config import FIELDS, Config, make_config
+from tune_codec.stopping import StopRules
+
+METRICS = ("val/snr_db", "val/si_sdr_db", "val/best_snr_db")  # all in dB, higher is better
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical", "fixed")
+# fields that shape the decoded data, loaded once for all trials: set them under `config:`
+DATA_FIELDS = ("sample_rate", "segment_seconds", "valid_fraction", "silence_db", "strides")
+SETTINGS = ("metric", "trials", "concurrency", "config", "stop", "asha", "search", "start")
+
+
+class SpaceError(ValueError):
+    """A search space that cannot run; the message names the file, the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Space:
+    base: Config  # defaults plus the space's fixed `config:` values
+    search: dict[str, tuple[str, object]]  # field -> (distribution, argument)
+    metric: str = "val/snr_db"
+    trials: int = 8
+    concurrency: int = 2
+    stop: StopRules = field(default_factory=StopRules)
+    asha: dict | None = field(default_factory=lambda: {"grace_period": 3, "reduction_factor": 2})
+    start: tuple[dict, ...] = ()
+
+    def param_space(self) -> dict:
+        """Tune's param_space: every config field, the searched ones as distributions."""
+        params = {**dataclasses.asdict(self.base)}
+        params.update({name: to_tune(kind, arg) for name, (kind, arg) in self.search.items()})
+        return params
+
+    def searched(self) -> list[str]:
+        return [n for n, (kind, _) in self.search.items() if kind != "fixed"]
+
+
+def to_tune(kind: str, arg):
+    if kind == "loguniform":
+        return tune.loguniform(*arg)
+    if kind == "uniform":
+        return tune.uniform(*arg)
+    if kind == "int":
+        return tune.randint(arg[0], arg[1] + 1)  # YAML bounds are inclusive
+    if kind == "categorical":
+        return tune.choice(list(arg))
+    return arg  # fixed
+
+
+def load_space(path: Path) -> Space:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise SpaceError(f"{path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise SpaceError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    try:
+        return parse_space(raw)
+    except SpaceError as e:
+        raise SpaceError(f"{path}: {e}") from None
+
+
+def parse_space(raw) -> Space:
+    if not isinstance(raw, dict):
+        raise SpaceError(f"expected a mapping with keys {', '.join(SETTINGS)}")
+    unknown = sorted(set(raw) - set(SETTINGS))
+    if unknown:
+        raise SpaceError(f"unknown setting {', '.join(unknown)} (allowed: {', '.join(SETTINGS)})")
+    base = checked_config(raw.get("config") or {}, "config")
+    search = {name: parse_distribution(name, spec, base) for name, spec in (raw.get("search") or {}).items()}
+    if not any(kind != "fixed" for kind, _ in search.values()):
+        raise SpaceError("search: names no field with a distribution to search")
+    metric = raw.get("metric", "val/snr_db")
+    if metric not in METRICS:
+        raise SpaceError(f"metric: {metric!r} is not one of {', '.join(METRICS)}")
+    trials, concurrency = (positive_int(raw, k, d) for k, d in (("trials", 8), ("concurrency", 2)))
+    start = tuple(parse_start(i, point, search, base) for i, point in enumerate(raw.get("start") or []))
+    if len(start) > trials:
+        raise SpaceError(f"start: {len(start)} points but only {trials} trials")
+    return Space(
+        base=base,
+        search=search,
+        metric=metric,
+        trials=trials,
+        concurrency=concurrency,
+        stop=parse_stop(raw.get("stop") or {}),
+        asha=parse_asha(raw.get("asha", {}), base.num_epochs),
+        start=start,
+    )
+
+
+def checked_config(values, where: str, base: Config | None = None) -> Config:
+    """base (or the defaults) with `values`, or a SpaceError naming `where`."""
+    if not isinstance(values, dict):
+        raise SpaceError(f"{where}: expected a mapping of config fields, got {values!r}")
+    try:
+        return make_config({**(dataclasses.asdict(base) if base else {}), **values})
+    except ValueError as e:
+        raise SpaceError(f"{where}: {e}") from None
+
+
+def parse_distribution(name: str, spec, base: Config) -> tuple[str, object]:
+    where = f"search.{name}"
+    if name not in FIELDS:
+        raise SpaceError(f"{where}: {name!r} is not a config field (allowed: {', '.join(FIELDS)})")
+    if name in DATA_FIELDS:
+        raise SpaceError(f"{where}: {name} shapes the data shared by all trials; set it under config:")
+    if not (isinstance(spec, dict) and len(spec) == 1):
+        raise SpaceError(f"{where}: expected one of {{{': ..., '.join(DISTRIBUTIONS)}: ...}}, got {spec!r}")
+    ((kind, arg),) = spec.items()
+    if kind not in DISTRIBUTIONS:
+        raise SpaceError(f"{where}: unknown distribution {kind!r} (allowed: {', '.join(DISTRIBUTIONS)})")
+    if kind == "fixed":
+        return kind, getattr(checked_config({name: arg}, where, base), name)
+    if kind == "categorical":
+        if not isinstance(arg, list) or not arg:
+            raise SpaceError(f"{where}: categorical needs a non-empty list of values, got {arg!r}")
+        for value in arg:  # each choice must make a valid config
+            checked_config({name: value}, where, base)
+        return kind, tuple(arg)
+    if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(v, int | float) for v in arg)):
+        raise SpaceError(f"{where}: {kind} needs [low, high] numbers, got {arg!r}")
+    low, high = arg
+    if not low < high:
+        raise SpaceError(f"{where}: low {low} must be below high {high}")
+    if kind == "loguniform" and low <= 0:
+        raise SpaceError(f"{where}: loguniform needs low > 0, got {low}")
+    for value in (low, high):  # both ends must make a valid config (learning_rate > 0, weights >= 0)
+        checked_config({name: value}, where, base)
+    if kind == "int" and not all(float(v).is_integer() for v in arg):
+        raise SpaceError(f"{where}: int needs whole-number bounds, got {arg!r}")
+    return kind, (int(low), int(high)) if kind == "int" else (float(low), float(high))
+
+
+def parse_start(i: int, point, search: dict, base: Config) -> dict:
+    where = f"start[{i}]"
+    if not isinstance(point, dict):
+        raise SpaceError(f"{where}: expected a mapping of searched fields, got {point!r}")
+    searched = [n for n, (kind, _) in search.items() if kind != "fixed"]
+    wrong = sorted(set(point) ^ set(searched))
+    if wrong:
+        raise SpaceError(
+            f"{where}: must give exactly the searched fields {', '.join(searched)} (not {wrong})"
+        )
+    checked = checked_config(point, where, base)
+    return {k: getattr(checked, k) for k in point}
+
+
+def positive_int(raw: dict, key: str, default: int) -> int:
+    value = raw.get(key, default)
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise SpaceError(f"{key}: {value!r} must be an int >= 1")
+    return value
+
+
+def parse_stop(raw) -> StopRules:
+    allowed = [f.name for f in dataclasses.fields(StopRules)]
+    if not isinstance(raw, dict) or set(raw) - set(allowed):
+        raise SpaceError(f"stop: {raw!r} (allowed keys: {', '.join(allowed)})")
+    try:
+        return StopRules(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    except (TypeError, ValueError) as e:
+        raise SpaceError(f"stop: {e}") from None
+
+
+def parse_asha(raw, max_epochs: int) -> dict | None:
+    if raw is False or raw == "off":
+        return None
+    allowed = {"grace_period": 3, "reduction_factor": 2}
+    if not isinstance(raw, dict) or set(raw) - set(allowed):
+        raise SpaceError(f"asha: {raw!r} (allowed: off, or keys {', '.join(allowed)})")
+    settings = {**allowed, **raw}
+    grace, factor = settings["grace_period"], settings["reduction_factor"]
+    if not (isinstance(grace, int) and 1 <= grace <= max_epochs):
+        raise SpaceError(f"asha.grace_period: {grace!r} must be an int from 1 to num_epochs ({max_epochs})")
+    if not (isinstance(factor, int | float) and factor > 1):
+        raise SpaceError(f"asha.reduction_factor: {factor!r} must be > 1")
+    return settings
