@@ -41,9 +41,12 @@ def parse_args(argv):
     p.add_argument("--data-dir", type=Path, help="folder of audio files (default: bundled demo corpus)")
     p.add_argument("--trials", type=int, help="number of trials (default: the space's `trials`)")
     p.add_argument("--concurrency", type=int, help="trials at once (default: the space's `concurrency`)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="(default: 1)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default: 1)")
     p.add_argument(
-        "--gpus-per-trial", type=float, default=0.0, help="fractions allowed, e.g. 0.5 (default: 0)"
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="GPUs per trial; fractions share a GPU, e.g. 0.5 (default: 0)",
     )
     p.add_argument(
         "--storage-path", type=Path, default=Path("ray_results"), help="Ray results (default: ./ray_results)"
@@ -203,13 +206,15 @@ class MlflowTrials(tune.Callback):
         self.close(trial, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.close(trial, "FAILED")
+        error = trial.get_pickled_error()
+        lines = [line for line in str(error).splitlines() if line.strip()] if error else []
+        self.close(trial, "FAILED", f"error: {lines[-1] if lines else 'see the Ray trial log'}")
 
-    def close(self, trial, status: str) -> None:
+    def close(self, trial, status: str, reason: str | None = None) -> None:
         run_id = self.trial_run(trial)
         if trial.checkpoint is not None:
             self.tracker.log_checkpoint(run_id, Path(trial.checkpoint.path))
-        reason = why_stopped(trial.last_result or {}, trial.config["num_epochs"])
+        reason = reason or why_stopped(trial.last_result or {}, trial.config["num_epochs"])
         self.tracker.finish(run_id, status, {"stop_reason": reason})
         state = self.state()
         state["done"] = sorted({*state.get("done", []), trial.trial_id})
@@ -308,31 +313,33 @@ def search(args, space: Space, folder: Path, data: CodecData) -> int:
     status = "FAILED"
     try:
         results = tuner.fit()
-        state = json.loads(state_file.read_text())
-        status = "FINISHED" if len(state["done"]) >= space.trials else "KILLED"
+        done = json.loads(state_file.read_text())["done"]
+        if len(done) < space.trials:  # Ctrl-C: Tune saved its state and returned early
+            status = "KILLED"
+            print(
+                f"interrupted after {len(done)} of {space.trials} trials; "
+                "continue with the same command and --resume",
+                file=sys.stderr,
+            )
+            return 130
+        summary = summarise(results, space, folder)
+        tracker.log_metrics(state["parent"], summary.metrics, step=0)
+        tracker.client.log_text(state["parent"], f"{summary.table}\n\n{summary.text}\n", "search.txt")
+        if summary.best is not None:
+            tracker.client.log_artifact(state["parent"], str(folder / BEST_FILE))
+        status = "FINISHED"
+        print(f"{summary.table}\n\n{summary.text}")
+        return 0 if summary.best is not None else 1
     except KeyboardInterrupt:
         status = "KILLED"
-    finally:
-        state = json.loads(state_file.read_text())
-        for trial_id, run_id in state["trials"].items():  # no run is left RUNNING
-            if trial_id not in state["done"]:
-                tracker.finish(run_id, "KILLED")
-    if status == "KILLED":
-        tracker.finish(state["parent"], status)
-        print(
-            f"interrupted after {len(state['done'])} of {space.trials} trials; "
-            f"continue with the same command and --resume",
-            file=sys.stderr,
-        )
+        print("interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
-    summary = summarise(results, space, folder)
-    tracker.log_metrics(state["parent"], summary.metrics, step=0)
-    tracker.client.log_text(state["parent"], f"{summary.table}\n\n{summary.text}\n", "search.txt")
-    if summary.best is not None:
-        tracker.client.log_artifact(state["parent"], str(folder / BEST_FILE))
-    tracker.finish(state["parent"], status)
-    print(f"{summary.table}\n\n{summary.text}")
-    return 0 if summary.best is not None else 1
+    finally:  # no run is left RUNNING, whatever happened
+        state = json.loads(state_file.read_text())
+        for trial_id, run_id in state["trials"].items():
+            if trial_id not in state["done"]:
+                tracker.finish(run_id, "KILLED" if status != "FAILED" else "FAILED")
+        tracker.finish(state["parent"], status)
 
 
 @dataclasses.dataclass
