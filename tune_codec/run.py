@@ -12,8 +12,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import ray
 import yaml
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
 
 from tune_codec.config import Config, make_config, to_flags
 from tune_codec.data import CodecData, load_data
@@ -91,8 +94,6 @@ def check_args(args, space: Space) -> tuple[Space, Path]:
 
 def start_ray(args) -> bool:
     """Connect to --address, or start Ray here unless it already runs in this process; True if started."""
-    import ray
-
     started = not ray.is_initialized()
     if started and args.address:
         ray.init(address=args.address, log_to_driver=False)
@@ -242,8 +243,6 @@ def main(argv=None) -> int:
         print(f"tune_codec.run: error: {e}", file=sys.stderr)
         return 2
     print(f"data: {data.summary()}")
-    import ray
-
     try:
         return search(args, space, folder, data)
     finally:
@@ -252,9 +251,6 @@ def main(argv=None) -> int:
 
 
 def search(args, space: Space, folder: Path, data: CodecData) -> int:
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
     tracker = Tracker(args.tracking_uri, args.experiment_name)
     state_file = state_path(folder)
     if args.resume:

@@ -9,14 +9,14 @@ asha: {grace_period: 4, reduction_factor: 2}   # or `asha: off`
 search:                       # config field -> distribution
   rms_weight: {loguniform: [1, 100]}
   mel_weight: {categorical: [0, 1]}
-  strides: {fixed: "2,4,8"}
+  channels: {fixed: 16}
 start: [{rms_weight: 10, ...}]   # points evaluated first (the hand fix)
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -38,23 +38,30 @@ class SpaceError(ValueError):
 
 @dataclass(frozen=True)
 class Space:
+    """Built by parse_space, which holds the defaults of every setting."""
+
     base: Config  # defaults plus the space's fixed `config:` values
     search: dict[str, tuple[str, object]]  # field -> (distribution, argument)
-    metric: str = "val/snr_db"
-    trials: int = 8
-    concurrency: int = 2
-    stop: StopRules = field(default_factory=StopRules)
-    asha: dict | None = field(default_factory=lambda: {"grace_period": 3, "reduction_factor": 2})
-    start: tuple[dict, ...] = ()
+    metric: str
+    trials: int
+    concurrency: int
+    stop: StopRules
+    asha: dict | None  # ASHAScheduler settings; None = off
+    start: tuple[dict, ...]  # points evaluated first
 
     def param_space(self) -> dict:
         """Tune's param_space: every config field, the searched ones as distributions."""
-        params = {**dataclasses.asdict(self.base)}
+        params = dataclasses.asdict(self.base)
         params.update({name: to_tune(kind, arg) for name, (kind, arg) in self.search.items()})
         return params
 
     def searched(self) -> list[str]:
-        return [n for n, (kind, _) in self.search.items() if kind != "fixed"]
+        return searched_fields(self.search)
+
+
+def searched_fields(search: dict[str, tuple[str, object]]) -> list[str]:
+    """The fields with a distribution (not `fixed`)."""
+    return [name for name, (kind, _) in search.items() if kind != "fixed"]
 
 
 def to_tune(kind: str, arg):
@@ -91,13 +98,14 @@ def parse_space(raw) -> Space:
         raise SpaceError(f"unknown setting {', '.join(unknown)} (allowed: {', '.join(SETTINGS)})")
     base = checked_config(raw.get("config") or {}, "config")
     search = {name: parse_distribution(name, spec, base) for name, spec in (raw.get("search") or {}).items()}
-    if not any(kind != "fixed" for kind, _ in search.values()):
+    if not searched_fields(search):
         raise SpaceError("search: names no field with a distribution to search")
     metric = raw.get("metric", "val/snr_db")
     if metric not in METRICS:
         raise SpaceError(f"metric: {metric!r} is not one of {', '.join(METRICS)}")
     trials, concurrency = (positive_int(raw, k, d) for k, d in (("trials", 8), ("concurrency", 2)))
-    start = tuple(parse_start(i, point, search, base) for i, point in enumerate(raw.get("start") or []))
+    searched = searched_fields(search)
+    start = tuple(parse_start(i, point, searched, base) for i, point in enumerate(raw.get("start") or []))
     if len(start) > trials:
         raise SpaceError(f"start: {len(start)} points but only {trials} trials")
     return Space(
@@ -155,11 +163,10 @@ def parse_distribution(name: str, spec, base: Config) -> tuple[str, object]:
     return kind, (int(low), int(high)) if kind == "int" else (float(low), float(high))
 
 
-def parse_start(i: int, point, search: dict, base: Config) -> dict:
+def parse_start(i: int, point, searched: list[str], base: Config) -> dict:
     where = f"start[{i}]"
     if not isinstance(point, dict):
         raise SpaceError(f"{where}: expected a mapping of searched fields, got {point!r}")
-    searched = [n for n, (kind, _) in search.items() if kind != "fixed"]
     wrong = sorted(set(point) ^ set(searched))
     if wrong:
         raise SpaceError(
