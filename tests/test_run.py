@@ -109,7 +109,7 @@ def test_a_search_interrupted_by_ctrl_c_resumes_with_the_same_runs(ray_local, se
     deadline = time.time() + 240
     while time.time() < deadline:  # interrupt once a trial has reported an epoch
         state = run.state_path(folder)
-        if state.exists() and json.loads(state.read_text())["trials"]:
+        if state.exists() and json.loads(state.read_text())["logged"]:
             exp = client.get_experiment_by_name("tune-codec")
             runs = client.search_runs([exp.experiment_id], "metrics.epoch >= 1")
             if runs:

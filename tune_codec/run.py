@@ -20,19 +20,41 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tune_codec.config import Config, make_config, to_flags
 from tune_codec.data import CodecData, load_data
+from tune_codec.model import Codec
 from tune_codec.space import Space, load_space
 from tune_codec.stopping import REASON, SCORE, CollapseStopper, StopRules, judge
-from tune_codec.tracking import Tracker, config_params
-from tune_codec.train import train
+from tune_codec.tracking import (
+    Outbox,
+    Tracker,
+    check_reachable,
+    config_params,
+    quick_http,
+    resolve_tracking_uri,
+)
+from tune_codec.train import N_CLIPS, train
 
 
 def state_path(folder: Path) -> Path:
-    """The search's MLflow run ids, beside (not inside) the Ray experiment folder: on restore Ray
+    """The search's MLflow state, beside (not inside) the Ray experiment folder: on restore Ray
     syncs its folder from a staging copy and would put back a stale file."""
     return folder.with_name(f"{folder.name}.mlflow_runs.json")
 
 
+def read_state(path: Path) -> dict:
+    """{"name", "runs": {key: run id}, "pending": [MLflow updates not sent yet], "logged": {trial id:
+    last epoch logged}, "done": [trial ids closed], "finished": bool}; the parent run's key is SEARCH."""
+    return json.loads(path.read_text())
+
+
+def write_state(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)  # a kill mid-write leaves the previous state
+
+
+SEARCH = "search"  # the parent run's key in the state
 BEST_FILE = "best_config.yaml"
+FINAL_WAIT_S = 60.0  # at the end, how long to wait for an unreachable MLflow before giving up
 
 
 def parse_args(argv):
@@ -64,6 +86,13 @@ def parse_args(argv):
         "--address", help="existing Ray cluster, e.g. auto or ray://host:10001 (default: start one here)"
     )
     p.add_argument("--resume", action="store_true", help="continue the interrupted search of the same name")
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        help="times a trial that crashed (lost worker, out of memory) is retried from its last checkpoint "
+        "(default: 2)",
+    )
     p.add_argument("--cache-dir", type=Path, help="decoded-audio cache (default: ~/.cache/tune-codec)")
     return p.parse_args(argv)
 
@@ -74,6 +103,8 @@ def check_args(args, space: Space) -> tuple[Space, Path]:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag} {value} must be >= 1")
+    if args.max_failures < 0:
+        raise ValueError(f"--max-failures {args.max_failures} must be >= 0")
     for flag in ("cpus_per_trial", "gpus_per_trial"):
         value = getattr(args, flag)
         if not (math.isfinite(value) and value >= 0):
@@ -156,70 +187,74 @@ def _quiet(_: str) -> None:
 class MlflowTrials(tune.Callback):
     """Ray Tune callback: one MLflow child run per trial under the search's parent run.
 
-    The run ids live in a JSON file beside the Ray experiment, so a resumed search continues the
-    same runs (Ray's MLflowLoggerCallback opens new ones and leaves the old ones RUNNING)."""
+    The state (run ids, epochs logged, updates MLflow has not taken yet) lives in a JSON file beside
+    the Ray experiment, so a resumed search continues the same runs and logs each epoch once (Ray's
+    MLflowLoggerCallback opens new runs and leaves the old ones RUNNING), and an MLflow outage costs
+    no trial: updates wait in the file until MLflow is back."""
 
-    def __init__(self, tracking_uri: str, experiment: str, state_file: Path):
-        self.uri, self.experiment, self.state_file = tracking_uri, experiment, state_file
+    def __init__(self, tracking_uri: str, experiment: str, experiment_id: str, state_file: Path):
+        self.uri, self.experiment, self.experiment_id = tracking_uri, experiment, experiment_id
+        self.state_file = state_file
 
     @property
-    def tracker(self) -> Tracker:
-        if "_tracker" not in self.__dict__:
-            self._tracker = Tracker(self.uri, self.experiment)
-        return self._tracker
+    def outbox(self) -> Outbox:
+        if "_outbox" not in self.__dict__:
+            tracker = Tracker(self.uri, self.experiment, self.experiment_id)
+            self._outbox = Outbox(tracker, read_state(self.state_file))
+        return self._outbox
 
     def __getstate__(self):  # pickled with the Tuner's state: keep the settings, not the client
-        return {k: v for k, v in self.__dict__.items() if k != "_tracker"}
+        return {k: v for k, v in self.__dict__.items() if k != "_outbox"}
 
-    def state(self) -> dict:
-        return json.loads(self.state_file.read_text())
-
-    def save(self, state: dict) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.state_file)
-
-    def trial_run(self, trial) -> str:
-        state = self.state()
-        run_id = state["trials"].get(trial.trial_id)
-        if run_id is None:
-            config = make_config(trial.config)
-            run_id = self.tracker.start(
-                f"{state['name']}/{trial.trial_id}",
-                config_params(config),
-                {"trial_id": trial.trial_id},
-                state["parent"],
-            )
-            state["trials"][trial.trial_id] = run_id
-            self.save(state)
-        return run_id
+    def send(self, op: str, trial, *args) -> None:
+        self.outbox.send(op, trial.trial_id, *args)
+        write_state(self.state_file, self.outbox.state)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self.tracker.reopen(self.trial_run(trial))
+        logged = self.outbox.state["logged"]
+        if trial.trial_id in logged:  # restored after a crash or an interruption
+            self.send("reopen", trial)
+            return
+        logged[trial.trial_id] = 0
+        params = config_params(make_config(trial.config))
+        name = f"{self.outbox.state['name']}/{trial.trial_id}"
+        self.send("start", trial, name, params, {"trial_id": trial.trial_id}, SEARCH)
 
     on_trial_restore = on_trial_start
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        epoch = int(result.get("epoch", 0))
+        logged = self.outbox.state["logged"]
+        if epoch <= logged.get(trial.trial_id, 0):  # replayed from a checkpoint older than the log
+            return
+        logged[trial.trial_id] = epoch
         metrics = {k: v for k, v in result.items() if "/" in k or k == "epoch"}
-        self.tracker.log_metrics(self.trial_run(trial), metrics, step=int(result.get("epoch", 0)))
+        self.send("metrics", trial, metrics, epoch)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.send("tags", trial, {"retries": str(trial.num_failures), "last_error": error_line(trial)})
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.close(trial, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        error = trial.get_pickled_error()
-        lines = [line for line in str(error).splitlines() if line.strip()] if error else []
-        self.close(trial, "FAILED", f"error: {lines[-1] if lines else 'see the Ray trial log'}")
+        self.close(trial, "FAILED", f"error: {error_line(trial)}")
 
     def close(self, trial, status: str, reason: str | None = None) -> None:
-        run_id = self.trial_run(trial)
         if trial.checkpoint is not None:
-            self.tracker.log_checkpoint(run_id, Path(trial.checkpoint.path))
+            self.send("checkpoint", trial, trial.checkpoint.path)
         reason = reason or why_stopped(trial.last_result or {}, trial.config["num_epochs"])
-        self.tracker.finish(run_id, status, {"stop_reason": reason})
-        state = self.state()
-        state["done"] = sorted({*state.get("done", []), trial.trial_id})
-        self.save(state)
+        self.send("finish", trial, status, {"stop_reason": reason})
+        state = self.outbox.state
+        state["done"] = sorted({*state["done"], trial.trial_id})
+        write_state(self.state_file, state)
+
+
+def error_line(trial) -> str:
+    """The last line of a trial's error: the exception and its message."""
+    error = trial.get_pickled_error() or trial.get_error()
+    lines = [line for line in str(error).splitlines() if line.strip()] if error else []
+    return lines[-1] if lines else "see the Ray trial log"
 
 
 def why_stopped(last: dict, num_epochs: int) -> str:
@@ -234,10 +269,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     # one checkpoint kept per trial makes Tune snapshot its state each epoch: cheap here, not worth a warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    quick_http()
     try:
         space, folder = check_args(args, load_space(args.space))
+        check_storage(folder, space)
         print(f"codec: {space.base.describe()}")
         data = load_data(args.data_dir, space.base, args.cache_dir)
+        check_reachable(resolve_tracking_uri(args.tracking_uri))
         started = start_ray(args)
     except (ValueError, OSError) as e:  # SpaceError and DataError are ValueErrors
         print(f"tune_codec.run: error: {e}", file=sys.stderr)
@@ -250,12 +288,39 @@ def main(argv=None) -> int:
             ray.shutdown()
 
 
+def check_storage(folder: Path, space: Space) -> None:
+    """The storage path must be writable and have room for every trial's checkpoint."""
+    root = folder.parent
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".tune-codec-probe-{os.getpid()}"
+        probe.write_bytes(bytes(2**16))
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"--storage-path {str(root)!r} is not writable ({e.strerror or e})") from None
+    # each trial keeps one checkpoint (last.pt with Adam's two moments, best.pt, clips); a finishing
+    # trial briefly holds two
+    config = space.base
+    params = sum(p.numel() for p in Codec(config).parameters())
+    clips = N_CLIPS * 2 * config.segment_samples * 2 + 2**17
+    need = (space.trials + space.concurrency) * (params * 4 * 4 + clips)
+    free = shutil.disk_usage(root).free
+    if free < need:
+        raise ValueError(
+            f"--storage-path {str(root)!r} has {free / 2**20:.1f} MiB free; {space.trials} trials' "
+            f"checkpoints need about {need / 2**20:.1f} MiB"
+        )
+
+
 def search(args, space: Space, folder: Path, data: CodecData) -> int:
     tracker = Tracker(args.tracking_uri, args.experiment_name)
     state_file = state_path(folder)
     if args.resume:
-        state = json.loads(state_file.read_text())
-        tracker.reopen(state["parent"])
+        state = read_state(state_file)
+        outbox = Outbox(tracker, state)
+        if state.get("finished"):  # only MLflow updates were left to send
+            return deliver(outbox, state_file, 0)
+        outbox.send("reopen", SEARCH)
     else:
         folder.mkdir(parents=True, exist_ok=True)
         params = {
@@ -264,12 +329,14 @@ def search(args, space: Space, folder: Path, data: CodecData) -> int:
             "concurrency": str(space.concurrency),
             "metric": space.metric,
             "seed": str(args.seed),
+            "max_failures": str(args.max_failures),
             **{f"search.{k}": f"{kind} {arg}" for k, (kind, arg) in space.search.items()},
         }
         parent = tracker.start(folder.name, params, {"tune_codec.role": "search"})
-        state = {"name": folder.name, "parent": parent, "trials": {}, "done": []}
-        state_file.write_text(json.dumps(state, indent=1))
-    print(f"mlflow: search run {state['parent']} in experiment {args.experiment_name!r} at {tracker.uri}")
+        state = {"name": folder.name, "runs": {SEARCH: parent}, "pending": [], "logged": {}, "done": []}
+    write_state(state_file, state)
+    parent = state["runs"][SEARCH]
+    print(f"mlflow: search run {parent} in experiment {args.experiment_name!r} at {tracker.uri}")
 
     trainable = tune.with_resources(
         tune.with_parameters(trial, data=data, rules=space.stop, metric=space.metric),
@@ -301,41 +368,63 @@ def search(args, space: Space, folder: Path, data: CodecData) -> int:
                 name=folder.name,
                 storage_path=str(folder.parent),
                 stop=CollapseStopper(),
-                callbacks=[MlflowTrials(tracker.uri, args.experiment_name, state_file)],
+                callbacks=[
+                    MlflowTrials(tracker.uri, args.experiment_name, tracker.experiment_id, state_file)
+                ],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=args.max_failures),
                 verbose=1,
             ),
         )
-    status = "FAILED"
+    status, code = "FAILED", 1
     try:
         results = tuner.fit()
-        done = json.loads(state_file.read_text())["done"]
-        if len(done) < space.trials:  # Ctrl-C: Tune saved its state and returned early
-            status = "KILLED"
+        if len(read_state(state_file)["done"]) < space.trials:  # Ctrl-C: Tune saved its state, returned
+            status, code = "KILLED", 130
+            return code
+        summary = summarise(results, space, folder)
+        print(f"{summary.table}\n\n{summary.text}")
+        status, code = "FINISHED", 0 if summary.best is not None else 1
+        return code
+    except KeyboardInterrupt:
+        status, code = "KILLED", 130
+        return code
+    finally:  # no run is left RUNNING, whatever happened
+        state = read_state(state_file)  # as the callback left it
+        outbox = Outbox(tracker, state)
+        for trial_id in state["logged"]:
+            if trial_id not in state["done"]:
+                outbox.send("finish", trial_id, "KILLED" if status != "FAILED" else "FAILED")
+        if status == "FINISHED":
+            outbox.send("metrics", SEARCH, summary.metrics, 0)
+            outbox.send("text", SEARCH, f"{summary.table}\n\n{summary.text}\n", "search.txt")
+            if summary.best is not None:
+                outbox.send("artifact", SEARCH, str(folder / BEST_FILE))
+            state["finished"] = True
+        outbox.send("finish", SEARCH, status)
+        deliver(outbox, state_file, code)
+        if status == "KILLED":
+            done = len(state["done"])
             print(
-                f"interrupted after {len(done)} of {space.trials} trials; "
+                f"interrupted after {done} of {space.trials} trials; "
                 "continue with the same command and --resume",
                 file=sys.stderr,
             )
-            return 130
-        summary = summarise(results, space, folder)
-        tracker.log_metrics(state["parent"], summary.metrics, step=0)
-        tracker.client.log_text(state["parent"], f"{summary.table}\n\n{summary.text}\n", "search.txt")
-        if summary.best is not None:
-            tracker.client.log_artifact(state["parent"], str(folder / BEST_FILE))
-        status = "FINISHED"
-        print(f"{summary.table}\n\n{summary.text}")
-        return 0 if summary.best is not None else 1
-    except KeyboardInterrupt:
-        status = "KILLED"
-        print("interrupted; continue with the same command and --resume", file=sys.stderr)
-        return 130
-    finally:  # no run is left RUNNING, whatever happened
-        state = json.loads(state_file.read_text())
-        for trial_id, run_id in state["trials"].items():
-            if trial_id not in state["done"]:
-                tracker.finish(run_id, "KILLED" if status != "FAILED" else "FAILED")
-        tracker.finish(state["parent"], status)
+
+
+def deliver(outbox: Outbox, state_file: Path, code: int) -> int:
+    """Send what MLflow has not taken yet, waiting a while for it; say clearly what could not be sent."""
+    sent = outbox.flush(wait_s=FINAL_WAIT_S)
+    write_state(state_file, outbox.state)
+    if not sent:
+        print(
+            f"mlflow: {outbox.tracker.uri} still unreachable; {len(outbox.state['pending'])} updates "
+            f"not logged yet are kept in {state_file}; send them by running the same command with --resume",
+            file=sys.stderr,
+        )
+    if outbox.refused:
+        print(f"mlflow: {len(outbox.refused)} updates refused: {'; '.join(outbox.refused)}", file=sys.stderr)
+    return code if sent and not outbox.refused else max(code, 1)
 
 
 @dataclasses.dataclass

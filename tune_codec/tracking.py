@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
+import time
 from pathlib import Path
 
+import requests
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
 from tune_codec.config import Config
@@ -15,6 +20,21 @@ from tune_codec.train import BEST, SAMPLES
 DEFAULT_DB = "mlflow.db"  # what `mlflow ui` opens when started in the same folder
 
 logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migration chatter on first use
+
+# MLflow's HTTP client retries a dead server for minutes per call (7 tries, doubling waits); a search's
+# driver must not stall its trials that long, so it gives up fast and keeps the update for later.
+QUICK_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+UNREACHABLE = (MlflowException, OSError, requests.RequestException)  # and RestException: MLflow said no
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error, short enough for a one-line message."""
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:300]
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -42,11 +62,14 @@ def config_params(config: Config) -> dict[str, str]:
 class Tracker:
     """One MLflow experiment; runs are addressed by id so many trials can log at once."""
 
-    def __init__(self, tracking_uri: str | None, experiment: str):
+    def __init__(self, tracking_uri: str | None, experiment: str, experiment_id: str | None = None):
+        """Finds or creates the experiment unless its id is given (which needs no round trip)."""
         self.uri = resolve_tracking_uri(tracking_uri)
         self.client = MlflowClient(self.uri)
-        found = self.client.get_experiment_by_name(experiment)
-        if found is not None:
+        found = None if experiment_id else self.client.get_experiment_by_name(experiment)
+        if experiment_id:
+            self.experiment_id = experiment_id
+        elif found is not None:
             self.experiment_id = found.experiment_id
         else:
             location = None
@@ -80,7 +103,112 @@ class Tracker:
         if (checkpoint_dir / BEST).exists():
             self.client.log_artifact(run_id, str(checkpoint_dir / BEST), "checkpoint")
 
-    def finish(self, run_id: str, status: str = "FINISHED", tags: dict[str, str] | None = None) -> None:
-        for k, v in (tags or {}).items():
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
             self.client.set_tag(run_id, k, v)
+
+    def finish(self, run_id: str, status: str = "FINISHED", tags: dict[str, str] | None = None) -> None:
+        self.set_tags(run_id, tags or {})
         self.client.set_terminated(run_id, status=status)
+
+
+class Outbox:
+    """MLflow updates to runs named by key, sent in order, and kept while MLflow cannot take them.
+
+    `state` is a JSON-able dict the caller persists: {"runs": {key: run_id}, "pending": [[op, key, ...]]},
+    so updates queued when the process dies are sent by the next one. An update MLflow refuses outright
+    (it answered, with an error) is not retried; it is listed in `refused`."""
+
+    RETRY_S = 10.0  # while MLflow is down, try again at most this often
+
+    def __init__(self, tracker: Tracker, state: dict):
+        self.tracker, self.state = tracker, state
+        state.setdefault("runs", {})
+        state.setdefault("pending", [])
+        self.refused: list[str] = []
+        self.down_since: float | None = None
+        self.next_try = 0.0
+
+    def run_id(self, key: str) -> str | None:
+        return self.state["runs"].get(key)
+
+    def send(self, op: str, key: str, *args) -> None:
+        """Queue one update: start (name, params, tags, parent key), reopen, metrics (metrics, step),
+        tags (tags), checkpoint (folder), text (text, file name), artifact (path),
+        finish (status, tags)."""
+        self.state["pending"].append([op, key, *args])
+        self.flush()
+
+    def flush(self, wait_s: float = 0.0) -> bool:
+        """Send what is queued; True when nothing is left. Keeps trying for up to wait_s seconds."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self._send_pending():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(self.RETRY_S, max(deadline - time.monotonic(), 0)))
+            self.next_try = 0.0
+
+    def _send_pending(self) -> bool:
+        pending = self.state["pending"]
+        if pending and time.monotonic() < self.next_try:
+            return False
+        while pending:
+            op, key, *args = pending[0]
+            try:
+                self._apply(op, key, *args)
+            except (RestException, LookupError) as e:  # MLflow answered no: it would again
+                self.refused.append(f"{op} {key}: {one_line(e)}")
+                print(f"mlflow: refused {op} for {key}: {one_line(e)}", file=sys.stderr)
+            except UNREACHABLE as e:
+                if self.down_since is None:
+                    self.down_since = time.monotonic()
+                    print(
+                        f"mlflow: {self.tracker.uri} unreachable ({one_line(e)}); training goes on and "
+                        "updates are kept until it is back",
+                        file=sys.stderr,
+                    )
+                self.next_try = time.monotonic() + self.RETRY_S
+                return False
+            pending.pop(0)
+        if self.down_since is not None:
+            print(
+                f"mlflow: {self.tracker.uri} back after {time.monotonic() - self.down_since:.0f} s; "
+                "queued updates sent",
+                file=sys.stderr,
+            )
+            self.down_since = None
+        return True
+
+    def _apply(self, op: str, key: str, *args) -> None:
+        t, run_id = self.tracker, self.run_id(key)
+        if op == "start":
+            name, params, tags, parent = args
+            self.state["runs"][key] = t.start(name, params, tags, self.run_id(parent) if parent else None)
+            return
+        if run_id is None:  # its start was refused
+            raise LookupError(f"no MLflow run for {key}")
+        {
+            "reopen": t.reopen,
+            "tags": t.set_tags,
+            "metrics": t.log_metrics,
+            "checkpoint": lambda run, folder: t.log_checkpoint(run, Path(folder)),
+            "text": t.client.log_text,
+            "artifact": t.client.log_artifact,
+            "finish": t.finish,
+        }[op](run_id, *args)
+
+
+def quick_http() -> None:
+    """Short MLflow HTTP retries for this process, unless the user set their own."""
+    for k, v in QUICK_HTTP.items():
+        os.environ.setdefault(k, v)
+
+
+def check_reachable(uri: str) -> None:
+    """One cheap round trip; a ValueError naming the URI when MLflow cannot be reached."""
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except UNREACHABLE as e:
+        raise ValueError(f"cannot reach MLflow at {uri}: {one_line(e)}") from None
