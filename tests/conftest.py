@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
+from mlflow.tracking import MlflowClient
 
 from tune_codec.config import make_config
 from tune_codec.data import CodecData
+from tune_codec.tracking import resolve_tracking_uri
 
 # A codec small enough to train in a second on a CPU: 8 kHz, hop 4, 64-sample... segments of 256 samples
 TINY = dict(
@@ -81,3 +86,36 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+SMOKE = Path(__file__).parent.parent / "search_spaces" / "smoke.yaml"
+
+
+@pytest.fixture
+def search_env(audio_dir, tmp_path):
+    db = tmp_path / "mlflow.db"
+    flags = [
+        "--data-dir", str(audio_dir),
+        "--cache-dir", str(tmp_path / "cache"),
+        "--storage-path", str(tmp_path / "ray_results"),
+        "--tracking-uri", str(db),
+    ]  # fmt: skip
+    return flags, MlflowClient(resolve_tracking_uri(str(db)))
+
+
+def space_file(tmp_path, name, **changes):
+    """smoke.yaml with some settings replaced."""
+    raw = yaml.safe_load(SMOKE.read_text())
+    for key, value in changes.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) and key != "search" else value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def runs_of(client, experiment="tune-codec"):
+    exp = client.get_experiment_by_name(experiment)
+    found = client.search_runs([exp.experiment_id])
+    parents = [r for r in found if r.data.tags.get("tune_codec.role") == "search"]
+    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    return parents, children

@@ -1,50 +1,10 @@
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
 
 from tune_codec import run
 from tune_codec.config import make_config
-from tune_codec.tracking import resolve_tracking_uri
 
-SMOKE = Path(__file__).parent.parent / "search_spaces" / "smoke.yaml"
-
-
-@pytest.fixture
-def search_env(audio_dir, tmp_path):
-    db = tmp_path / "mlflow.db"
-    flags = [
-        "--data-dir", str(audio_dir),
-        "--cache-dir", str(tmp_path / "cache"),
-        "--storage-path", str(tmp_path / "ray_results"),
-        "--tracking-uri", str(db),
-    ]  # fmt: skip
-    return flags, MlflowClient(resolve_tracking_uri(str(db)))
-
-
-def space_file(tmp_path, name, **changes):
-    """smoke.yaml with some settings replaced."""
-    raw = yaml.safe_load(SMOKE.read_text())
-    for key, value in changes.items():
-        raw[key] = {**raw[key], **value} if isinstance(value, dict) and key != "search" else value
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def runs_of(client, experiment="tune-codec"):
-    exp = client.get_experiment_by_name(experiment)
-    found = client.search_runs([exp.experiment_id])
-    parents = [r for r in found if r.data.tags.get("tune_codec.role") == "search"]
-    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
-    return parents, children
+from .conftest import SMOKE, runs_of, space_file
 
 
 def test_smoke_search_records_a_tree_of_runs_and_the_best_config(ray_local, search_env, tmp_path, capsys):
@@ -98,38 +58,6 @@ def test_a_collapsing_space_is_stopped_and_recorded_as_collapsed(ray_local, sear
         assert child.data.tags["stop_reason"].startswith("range collapse: ratio")
         assert child.data.metrics["search/score"] == -30.0  # what Optuna was told
         assert max(m.step for m in client.get_metric_history(child.info.run_id, "val/snr_db")) == 2
-
-
-def test_a_search_interrupted_by_ctrl_c_resumes_with_the_same_runs(ray_local, search_env, tmp_path):
-    flags, client = search_env
-    slow = space_file(tmp_path, "slow", config={"num_epochs": 6, "max_steps_per_epoch": 40}, trials=3)
-    folder = tmp_path / "ray_results" / "slow"
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    driver = subprocess.Popen([sys.executable, "-m", "tune_codec.run", "--space", str(slow), *flags], env=env)
-    deadline = time.time() + 240
-    while time.time() < deadline:  # interrupt once a trial has reported an epoch
-        state = run.state_path(folder)
-        if state.exists() and json.loads(state.read_text())["logged"]:
-            exp = client.get_experiment_by_name("tune-codec")
-            runs = client.search_runs([exp.experiment_id], "metrics.epoch >= 1")
-            if runs:
-                break
-        time.sleep(0.5)
-    driver.send_signal(signal.SIGINT)
-    assert driver.wait(timeout=120) == 130
-    parent_before, children_before = runs_of(client)
-    assert all(r.info.status != "RUNNING" for r in parent_before + children_before)
-    done_before = json.loads(run.state_path(folder).read_text())["done"]
-    assert len(done_before) < 3
-
-    assert run.main(["--space", str(slow), *flags, "--resume"]) == 0
-    (parent,), children = runs_of(client)
-    assert parent.info.run_id == parent_before[0].info.run_id and parent.info.status == "FINISHED"
-    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
-    assert {c.info.run_id for c in children_before} <= {c.info.run_id for c in children}
-    for child in children:  # each epoch logged once, none missing: interrupted trials went on, not over
-        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/snr_db")]
-        assert sorted(steps) == list(range(1, 7))
 
 
 @pytest.mark.parametrize(

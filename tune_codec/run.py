@@ -28,6 +28,7 @@ from tune_codec.tracking import (
     Tracker,
     check_reachable,
     config_params,
+    one_line,
     quick_http,
     resolve_tracking_uri,
 )
@@ -251,10 +252,12 @@ class MlflowTrials(tune.Callback):
 
 
 def error_line(trial) -> str:
-    """The last line of a trial's error: the exception and its message."""
-    error = trial.get_pickled_error() or trial.get_error()
-    lines = [line for line in str(error).splitlines() if line.strip()] if error else []
-    return lines[-1] if lines else "see the Ray trial log"
+    """The last line of a trial's latest error: the exception and its message, or why its worker died.
+    Read from the driver's copy of the error log, which Ray syncs to storage only later."""
+    error_file = trial.error_file and Path(trial.error_file)
+    text = error_file.read_text() if error_file and error_file.exists() else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return one_line(lines[-1]) if lines else "see the Ray trial log"
 
 
 def why_stopped(last: dict, num_epochs: int) -> str:
@@ -376,40 +379,43 @@ def search(args, space: Space, folder: Path, data: CodecData) -> int:
                 verbose=1,
             ),
         )
-    status, code = "FAILED", 1
+    status, code, summary = "FAILED", 1, None
     try:
         results = tuner.fit()
         if len(read_state(state_file)["done"]) < space.trials:  # Ctrl-C: Tune saved its state, returned
             status, code = "KILLED", 130
-            return code
-        summary = summarise(results, space, folder)
-        print(f"{summary.table}\n\n{summary.text}")
-        status, code = "FINISHED", 0 if summary.best is not None else 1
-        return code
+        else:
+            summary = summarise(results, space, folder)
+            print(f"{summary.table}\n\n{summary.text}")
+            status, code = "FINISHED", 0 if summary.best is not None else 1
     except KeyboardInterrupt:
         status, code = "KILLED", 130
-        return code
     finally:  # no run is left RUNNING, whatever happened
-        state = read_state(state_file)  # as the callback left it
-        outbox = Outbox(tracker, state)
-        for trial_id in state["logged"]:
-            if trial_id not in state["done"]:
-                outbox.send("finish", trial_id, "KILLED" if status != "FAILED" else "FAILED")
-        if status == "FINISHED":
-            outbox.send("metrics", SEARCH, summary.metrics, 0)
-            outbox.send("text", SEARCH, f"{summary.table}\n\n{summary.text}\n", "search.txt")
-            if summary.best is not None:
-                outbox.send("artifact", SEARCH, str(folder / BEST_FILE))
-            state["finished"] = True
-        outbox.send("finish", SEARCH, status)
-        deliver(outbox, state_file, code)
+        code = close_search(tracker, state_file, status, code, summary, folder)
         if status == "KILLED":
-            done = len(state["done"])
             print(
-                f"interrupted after {done} of {space.trials} trials; "
+                f"interrupted after {len(read_state(state_file)['done'])} of {space.trials} trials; "
                 "continue with the same command and --resume",
                 file=sys.stderr,
             )
+    return code
+
+
+def close_search(tracker, state_file: Path, status: str, code: int, summary, folder: Path) -> int:
+    """Close the trials' runs the callback did not, log the summary, close the search's run."""
+    state = read_state(state_file)  # as the callback left it
+    outbox = Outbox(tracker, state)
+    for trial_id in state["logged"]:
+        if trial_id not in state["done"]:
+            outbox.send("finish", trial_id, "KILLED" if status != "FAILED" else "FAILED")
+    if summary is not None:
+        outbox.send("metrics", SEARCH, summary.metrics, 0)
+        outbox.send("text", SEARCH, f"{summary.table}\n\n{summary.text}\n", "search.txt")
+        if summary.best is not None:
+            outbox.send("artifact", SEARCH, str(folder / BEST_FILE))
+        state["finished"] = True
+    outbox.send("finish", SEARCH, status)
+    return deliver(outbox, state_file, code)
 
 
 def deliver(outbox: Outbox, state_file: Path, code: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from tune_codec.train import BEST, SAMPLES
 DEFAULT_DB = "mlflow.db"  # what `mlflow ui` opens when started in the same folder
 
 logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migration chatter on first use
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a line per retry while MLflow is down
 
 # MLflow's HTTP client retries a dead server for minutes per call (7 tries, doubling waits); a search's
 # driver must not stall its trials that long, so it gives up fast and keeps the update for later.
@@ -31,8 +33,10 @@ QUICK_HTTP = {
 UNREACHABLE = (MlflowException, OSError, requests.RequestException)  # and RestException: MLflow said no
 
 
-def one_line(error: BaseException) -> str:
-    """The first line of an error, short enough for a one-line message."""
+def one_line(error: BaseException | str) -> str:
+    """The gist of an error in one line: the OS error inside a connection failure, or its first line."""
+    if os_error := re.search(r"\[Errno -?\d+\] [^'\")\]]+", str(error)):
+        return os_error.group(0).strip()
     text = str(error).strip().splitlines()
     return (text[0] if text else type(error).__name__)[:300]
 

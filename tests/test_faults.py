@@ -1,0 +1,320 @@
+"""Faults a long search must survive: a killed driver or worker, a lost node, MLflow going away, storage
+that cannot take the checkpoints. Real processes, real Ray nodes, a real MLflow server."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from tune_codec import run
+
+from .conftest import SMOKE, runs_of, space_file
+
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+SLOW = dict(config={"num_epochs": 6, "max_steps_per_epoch": 40}, trials=3)  # long enough to hit mid-trial
+EPOCHS = [1, 2, 3, 4, 5, 6]
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def results(folder: Path) -> dict[str, list[dict]]:
+    """Each trial's results so far (trial id -> list), read from the Ray experiment folder."""
+    found = {}
+    for path in folder.glob("*/result.json"):
+        rows = []
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line being written
+                break
+        if rows:
+            found[rows[0]["trial_id"]] = rows
+    return found
+
+
+def reaching(folder: Path, epoch: int, where=lambda result: True) -> dict | None:
+    """The latest result of a running trial that has reported `epoch`."""
+    for rows in results(folder).values():
+        last = rows[-1]
+        if epoch <= last["epoch"] < 6 and where(last):
+            return last
+    return None
+
+
+def search(flags, space, *extra) -> list[str]:
+    return ["--space", str(space), *flags, *extra]
+
+
+def assert_all_finished_each_epoch_once(client, children, count=3):
+    assert len(children) == count
+    for child in children:
+        assert child.info.status == "FINISHED", child.info.run_name
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val/snr_db")]
+        assert sorted(steps) == EPOCHS, child.info.run_name
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGKILL, -9)], ids=["SIGINT", "SIGKILL"])
+def test_a_killed_driver_resumes_with_the_same_runs_and_checkpoints(
+    sig, code, ray_local, search_env, tmp_path
+):
+    flags, client = search_env
+    slow = space_file(tmp_path, "slow", **SLOW)
+    folder = tmp_path / "ray_results" / "slow"
+    driver = subprocess.Popen([sys.executable, "-m", "tune_codec.run", *search(flags, slow)], env=ENV)
+    wait_for(lambda: reaching(folder, 2), 240, "a trial's second epoch")
+    driver.send_signal(sig)
+    assert driver.wait(timeout=120) == code
+    parents_before, children_before = runs_of(client)
+    assert len(run.read_state(run.state_path(folder))["done"]) < 3
+    if sig == signal.SIGINT:  # a clean stop closes its runs; after SIGKILL the resume does
+        assert all(r.info.status != "RUNNING" for r in parents_before + children_before)
+
+    assert run.main(search(flags, slow, "--resume")) == 0
+    (parent,), children = runs_of(client)
+    assert parent.info.run_id == parents_before[0].info.run_id and parent.info.status == "FINISHED"
+    assert {c.info.run_id for c in children_before} <= {c.info.run_id for c in children}
+    assert_all_finished_each_epoch_once(client, children)
+    for trial_dir in (p for p in folder.iterdir() if (p / "result.json").exists()):
+        (checkpoint,) = trial_dir.glob("checkpoint_*")  # one kept, complete
+        assert torch.load(checkpoint / "last.pt", weights_only=False)["epoch"] == 6
+
+
+@pytest.mark.parametrize("max_failures", [1, 0])
+def test_a_trial_whose_worker_dies_is_retried_from_its_checkpoint_or_failed(
+    max_failures, ray_local, search_env, tmp_path, capsys
+):
+    flags, client = search_env
+    slow = space_file(tmp_path, "slow", **SLOW)
+    folder = tmp_path / "ray_results" / "slow"
+    killed = {}
+
+    def kill_a_worker():  # as the kernel's OOM killer would
+        killed.update(wait_for(lambda: reaching(folder, 2), 240, "a trial's second epoch"))
+        os.kill(killed["pid"], signal.SIGKILL)
+
+    threading.Thread(target=kill_a_worker, daemon=True).start()
+    assert run.main(search(flags, slow, "--max-failures", str(max_failures))) == 0
+    assert killed, "no worker was killed"
+    (parent,), children = runs_of(client)
+    assert parent.info.status == "FINISHED"
+    victim = next(c for c in children if c.data.tags["trial_id"] == killed["trial_id"])
+    others = [c for c in children if c is not victim]
+    assert_all_finished_each_epoch_once(client, others, count=2)  # the search went on
+    if max_failures:
+        assert_all_finished_each_epoch_once(client, [victim], count=1)
+        assert victim.data.tags["retries"] == "1" and "died" in victim.data.tags["last_error"]
+        epochs = [r["epoch"] for r in results(folder)[killed["trial_id"]]]
+        assert epochs == sorted(set(epochs)) and epochs[-1] == 6  # went on from its checkpoint
+    else:
+        assert victim.info.status == "FAILED"
+        assert (
+            victim.data.tags["stop_reason"].startswith("error: ")
+            and "died" in victim.data.tags["stop_reason"]
+        )
+        assert f"trial {killed['trial_id']}" not in capsys.readouterr().out.split("best:")[-1]
+
+
+def test_a_lost_node_restarts_its_trial_on_the_surviving_node(search_env, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    flags, client = search_env
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        node = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        raylet = node.all_processes["raylet"][0].process.pid
+        slow = space_file(tmp_path, "slow", **SLOW, concurrency=2)
+        folder = tmp_path / "ray_results" / "slow"
+        argv = [sys.executable, "-m", "tune_codec.run", *search(flags, slow, "--address", cluster.address)]
+        driver = subprocess.Popen(argv, env=ENV)
+
+        def on_the_node(result) -> bool:  # the trial's worker process was started by that node's raylet
+            try:
+                stat = Path(f"/proc/{result['pid']}/stat").read_text()
+            except OSError:
+                return False
+            return int(stat.rsplit(")", 1)[1].split()[1]) == raylet
+
+        victim = wait_for(lambda: reaching(folder, 2, on_the_node), 240, "a trial on the second node")
+        cluster.remove_node(node, allow_graceful=False)
+        assert driver.wait(timeout=400) == 0
+    finally:
+        cluster.shutdown()
+    (parent,), children = runs_of(client)
+    assert_all_finished_each_epoch_once(client, children)
+    epochs = [r["epoch"] for r in results(folder)[victim["trial_id"]]]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 6  # went on from its checkpoint
+    (moved,) = [c for c in children if c.data.tags["trial_id"] == victim["trial_id"]]
+    assert moved.data.tags["retries"] == "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 that can be stopped and started again on the same store."""
+
+    def __init__(self, root: Path):
+        self.root, self.port = root, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self):
+        self.root.mkdir(exist_ok=True)
+        argv = [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+            "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1",
+        ]  # fmt: skip
+        log = open(self.root / "server.log", "a")  # noqa: SIM115 - the server owns it
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True, env=ENV)
+        wait_for(self.healthy, 90, "the MLflow server")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = MlflowServer(tmp_path / "server")
+    s.start()
+    yield s
+    s.stop()
+
+
+def with_uri(flags, uri):
+    flags = list(flags)
+    flags[flags.index("--tracking-uri") + 1] = uri
+    return flags
+
+
+def test_mlflow_unreachable_at_start_is_an_error_before_any_trial(search_env, tmp_path, capsys):
+    flags, _ = search_env
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert run.main(search(with_uri(flags, uri), SMOKE)) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach MLflow at {uri}" in err and err.count("\n") == 1
+    assert not (tmp_path / "ray_results" / "smoke").exists()
+
+
+def test_mlflow_going_away_mid_search_loses_no_update(ray_local, search_env, server, tmp_path, capsys):
+    flags, _ = search_env
+    slow = space_file(tmp_path, "slow", **SLOW)
+    folder = tmp_path / "ray_results" / "slow"
+
+    def outage():
+        wait_for(lambda: reaching(folder, 1), 240, "a trial's first epoch")
+        server.stop()
+        time.sleep(6)
+        server.start()
+
+    thread = threading.Thread(target=outage, daemon=True)
+    thread.start()
+    assert run.main(search(with_uri(flags, server.uri), slow)) == 0
+    thread.join(timeout=120)
+    err = capsys.readouterr().err
+    assert "unreachable" in err and "back after" in err
+    client = MlflowClient(server.uri)
+    (parent,), children = runs_of(client)
+    assert parent.info.status == "FINISHED" and "best_snr_db" in parent.data.metrics
+    assert_all_finished_each_epoch_once(client, children)
+    for child in children:
+        assert {a.path for a in client.list_artifacts(child.info.run_id, "checkpoint")} == {
+            "checkpoint/best.pt"
+        }
+
+
+def test_mlflow_down_at_the_end_keeps_updates_for_resume(
+    ray_local, search_env, server, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(run, "FINAL_WAIT_S", 1.0)
+    flags = with_uri(search_env[0], server.uri)
+    slow = space_file(tmp_path, "slow", **SLOW)
+    folder = tmp_path / "ray_results" / "slow"
+    threading.Thread(
+        target=lambda: wait_for(lambda: reaching(folder, 2), 240, "epoch 2") and server.stop(), daemon=True
+    ).start()
+    assert run.main(search(flags, slow)) == 1  # trained, but not all of it is in MLflow yet
+    err = capsys.readouterr().err
+    assert "still unreachable" in err and "--resume" in err
+    assert run.read_state(run.state_path(folder))["pending"]
+
+    server.start()
+    assert run.main(search(flags, slow, "--resume")) == 0
+    assert not run.read_state(run.state_path(folder))["pending"]
+    client = MlflowClient(server.uri)
+    (parent,), children = runs_of(client)
+    assert parent.info.status == "FINISHED" and "best_snr_db" in parent.data.metrics
+    assert_all_finished_each_epoch_once(client, children)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 4 MiB file system of its own (needs root, as CI has)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def read_only(mount: Path) -> Path:
+    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+    return mount / "ray_results"
+
+
+def full(mount: Path) -> Path:
+    (mount / "filler").write_bytes(bytes(4 * 2**20 - 64 * 2**10))  # 64 KiB left
+    return mount / "ray_results"
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: (tmp.joinpath("file").write_text("x"), tmp / "file" / "results")[1], "Not a directory"),
+        (read_only, "Read-only file system"),
+        (full, "MiB free; 3 trials' checkpoints need about"),
+    ],
+    ids=["under-a-file", "read-only", "full"],
+)
+def test_storage_that_cannot_take_the_checkpoints_is_refused(make, message, search_env, request, capsys):
+    flags, client = search_env
+    where = make(
+        request.getfixturevalue("tmpfs") if make in (read_only, full) else request.getfixturevalue("tmp_path")
+    )
+    flags[flags.index("--storage-path") + 1] = str(where)
+    assert run.main(search(flags, SMOKE)) == 2
+    err = capsys.readouterr().err
+    assert f"--storage-path {str(where)!r}" in err and message in err and err.count("\n") == 1
+    assert client.get_experiment_by_name("tune-codec") is None
