@@ -318,3 +318,35 @@ def test_storage_that_cannot_take_the_checkpoints_is_refused(make, message, sear
     err = capsys.readouterr().err
     assert f"--storage-path {str(where)!r}" in err and message in err and err.count("\n") == 1
     assert client.get_experiment_by_name("tune-codec") is None
+
+
+def test_a_disk_that_fills_mid_search_stops_it_and_resume_finishes_it(
+    ray_local, search_env, tmpfs, tmp_path, capsys
+):
+    flags, client = search_env
+    flags[flags.index("--storage-path") + 1] = str(tmpfs / "ray_results")
+    slow = space_file(tmp_path, "slow", **SLOW)
+    folder = tmpfs / "ray_results" / "slow"
+    filler = tmpfs / "filler"
+
+    def fill_the_disk():
+        wait_for(lambda: reaching(folder, 2), 240, "a trial's second epoch")
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(bytes(2**16))
+            except OSError:
+                pass
+
+    threading.Thread(target=fill_the_disk, daemon=True).start()
+    assert run.main(search(flags, slow, "--max-failures", "1")) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "--resume" in err
+    _, children = runs_of(client)
+    assert children and all(c.info.status == "KILLED" for c in children)
+
+    filler.unlink()  # the user makes room
+    assert run.main(search(flags, slow, "--resume")) == 0
+    (parent,), children = runs_of(client)
+    assert parent.info.status == "FINISHED"
+    assert_all_finished_each_epoch_once(client, children)

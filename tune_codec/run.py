@@ -15,6 +15,7 @@ from pathlib import Path
 import ray
 import yaml
 from ray import tune
+from ray.tune.error import TuneError
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -390,6 +391,11 @@ def search(args, space: Space, folder: Path, data: CodecData) -> int:
             status, code = "FINISHED", 0 if summary.best is not None else 1
     except KeyboardInterrupt:
         status, code = "KILLED", 130
+    except (OSError, TuneError) as e:  # the storage filled up or went away: stop as on Ctrl-C
+        if not one_line(e).startswith("[Errno"):  # Tune wraps the OSError of a callback in its own
+            raise
+        status, code = "KILLED", 2
+        print(f"tune_codec.run: error: storage {str(folder.parent)!r}: {one_line(e)}", file=sys.stderr)
     finally:  # no run is left RUNNING, whatever happened
         code = close_search(tracker, state_file, status, code, summary, folder)
         if status == "KILLED":
@@ -421,7 +427,10 @@ def close_search(tracker, state_file: Path, status: str, code: int, summary, fol
 def deliver(outbox: Outbox, state_file: Path, code: int) -> int:
     """Send what MLflow has not taken yet, waiting a while for it; say clearly what could not be sent."""
     sent = outbox.flush(wait_s=FINAL_WAIT_S)
-    write_state(state_file, outbox.state)
+    try:
+        write_state(state_file, outbox.state)
+    except OSError as e:  # what was sent is in MLflow; what was not is listed below
+        print(f"tune_codec.run: cannot save {state_file} ({one_line(e)})", file=sys.stderr)
     if not sent:
         print(
             f"mlflow: {outbox.tracker.uri} still unreachable; {len(outbox.state['pending'])} updates "

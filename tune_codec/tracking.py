@@ -34,9 +34,9 @@ UNREACHABLE = (MlflowException, OSError, requests.RequestException)  # and RestE
 
 
 def one_line(error: BaseException | str) -> str:
-    """The gist of an error in one line: the OS error inside a connection failure, or its first line."""
-    if os_error := re.search(r"\[Errno -?\d+\] [^'\")\]]+", str(error)):
-        return os_error.group(0).strip()
+    """The gist of an error in one line: the innermost OS error it mentions, or its first line."""
+    if os_errors := re.findall(r"\[Errno -?\d+\] [^'\")\[\]\n]+", str(error), flags=re.IGNORECASE):
+        return os_errors[-1].strip()
     text = str(error).strip().splitlines()
     return (text[0] if text else type(error).__name__)[:300]
 
