@@ -350,3 +350,18 @@ def test_a_disk_that_fills_mid_search_stops_it_and_resume_finishes_it(
     (parent,), children = runs_of(client)
     assert parent.info.status == "FINISHED"
     assert_all_finished_each_epoch_once(client, children)
+
+
+def test_trials_whose_loss_goes_non_finite_are_failed_with_the_reason(ray_local, search_env, tmp_path, capsys):
+    flags, client = search_env
+    exploding = space_file(
+        tmp_path, "exploding", search={"learning_rate": {"loguniform": [1.0e6, 1.0e7]}}, start=[], trials=2
+    )
+    assert run.main(search(flags, exploding)) == 1  # no healthy trial
+    assert "no trial trained without collapsing" in capsys.readouterr().out
+    (parent,), children = runs_of(client)
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    for child in children:
+        assert child.info.status == "FAILED"
+        assert child.data.tags["stop_reason"].startswith("non-finite")
+        assert child.data.metrics["search/score"] == -30.0  # what Optuna was told

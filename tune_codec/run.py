@@ -237,7 +237,8 @@ class MlflowTrials(tune.Callback):
         self.send("tags", trial, {"retries": str(trial.num_failures), "last_error": error_line(trial)})
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self.close(trial, "FINISHED")
+        reason = (trial.last_result or {}).get(REASON) or ""
+        self.close(trial, "FAILED" if reason.startswith("non-finite") else "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.close(trial, "FAILED", f"error: {error_line(trial)}")
