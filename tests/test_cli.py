@@ -1,6 +1,12 @@
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 import train_codec
@@ -95,3 +101,66 @@ def test_help_documents_every_flag_with_its_default(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--rms_weight" in out and "(default: 10.0)" in out and "(default: 2,4,8)" in out
     assert "--data_dir" in out and "bundled demo corpus" in out
+
+
+def test_a_run_killed_mid_training_resumes_to_the_same_weights(cli_env, tmp_path):
+    base, client = cli_env
+    flags = [*base, *tiny_flags(num_epochs=8)]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert train_codec.main([*flags, "--checkpoint_dir", str(straight)]) == 0
+
+    argv = [sys.executable, "train_codec.py", *flags, "--checkpoint_dir", str(killed)]
+    proc = subprocess.Popen(argv, cwd=Path(train_codec.__file__).parent, stdout=subprocess.DEVNULL)
+    metrics = killed / "metrics.json"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and json.loads(metrics.read_text() or "{}").get("epoch", 0) >= 3):
+        assert time.monotonic() < deadline and proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -9
+    # what a kill during a save leaves: a half-written temporary beside the last complete checkpoint
+    (killed / ".last.pt.tmp").write_bytes((killed / "last.pt").read_bytes()[:1000])
+
+    assert train_codec.main([*base, "--checkpoint_dir", str(killed), "--resume"]) == 0
+    a = torch.load(straight / "last.pt", weights_only=False)
+    b = torch.load(killed / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 8
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    (run_a,) = [r for r in runs(client) if r.info.run_name == "straight"]
+    (run_b,) = [r for r in runs(client) if r.info.run_name == "killed"]
+    assert run_b.info.status == "FINISHED"
+    assert run_b.data.metrics["val/snr_db"] == run_a.data.metrics["val/snr_db"]
+
+
+def test_a_corrupt_checkpoint_is_refused_by_name(cli_env, tmp_path, capsys):
+    base, _ = cli_env
+    ckpt = tmp_path / "ckpt"
+    assert train_codec.main([*base, "--checkpoint_dir", str(ckpt), *tiny_flags(num_epochs=1)]) == 0
+    (ckpt / "last.pt").write_bytes((ckpt / "last.pt").read_bytes()[:1000])  # a disk that lost its tail
+    capsys.readouterr()
+    assert train_codec.main([*base, "--checkpoint_dir", str(ckpt), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"'{ckpt / 'last.pt'}' is incomplete or corrupt" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({}, "no audio files under"),
+        ({"notes.txt": b"text", "cover.png": b"\x89PNG"}, "no audio files under"),
+        ({"a.wav": b"", "b.flac": b"fLaC" + bytes(50)}, "0 usable audio file(s) (of 2)"),
+    ],
+    ids=["empty", "no-audio", "all-broken"],
+)
+def test_a_corpus_with_nothing_usable_is_one_line_exit_2(files, message, cli_env, tmp_path, capsys):
+    base, client = cli_env
+    corpus = tmp_path / "unusable"
+    corpus.mkdir()
+    for name, content in files.items():
+        (corpus / name).write_bytes(content)
+    ckpt = tmp_path / "ckpt"
+    assert train_codec.main([*base, "--data_dir", str(corpus), "--checkpoint_dir", str(ckpt)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert message in err[-1] and err[-1].startswith("train_codec.py: error: ")
+    assert not ckpt.exists() and runs(client) == []

@@ -8,7 +8,7 @@ import tune_codec.data as data_mod
 from tune_codec.config import make_config
 from tune_codec.data import DataError, decode, load_corpus, load_data, split
 
-from .conftest import write_speechlike
+from .conftest import TINY, write_speechlike
 
 CFG = make_config({"sample_rate": 8000, "segment_seconds": 0.25, "valid_fraction": 0.3, "strides": (2, 2)})
 
@@ -101,3 +101,65 @@ def test_decode_removes_dc_offset_and_handles_pcm_depths(tmp_path):
         sf.write(path, x, 8000, subtype=subtype)
         y = decode(path, 8000)
         assert abs(y.mean()) < 1e-3 and np.abs(y).max() == pytest.approx(0.3, abs=0.02), subtype
+
+
+def tone(seconds: float, sample_rate: int, channels: int = 1, level: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    x = level * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) * np.sin(2 * np.pi * 220 * t)
+    return np.stack([x * (1 - 0.1 * c) for c in range(channels)], 1) if channels > 1 else x
+
+
+# every kind of file a corpus can hold that can be used: name -> (samples, sample rate, soundfile subtype)
+USABLE = {
+    "pcm_u8.wav": (tone(1, 16000), 16000, "PCM_U8"),
+    "pcm_24.wav": (tone(1, 16000), 16000, "PCM_24"),
+    "float32.wav": (tone(1, 16000), 16000, "FLOAT"),
+    "float64.wav": (tone(1, 16000), 16000, "DOUBLE"),
+    "stereo.flac": (tone(1, 16000, channels=2), 16000, "PCM_16"),
+    "surround_5_1.wav": (tone(1, 48000, channels=6), 48000, "PCM_16"),
+    "dc_offset.wav": (tone(1, 16000) + 0.4, 16000, "FLOAT"),
+    "clipped.wav": (np.clip(4 * tone(1, 16000), -1, 1), 16000, "PCM_16"),
+    **{f"rate_{sr}.wav": (tone(1, sr), sr, "PCM_16") for sr in (8000, 11025, 22050, 44100, 48000, 96000)},
+}
+# and every kind that cannot: name -> how to make it, the reason given
+UNUSABLE = {
+    "zero_length.wav": (lambda p: sf.write(p, np.zeros(0), 16000), "no samples"),
+    "truncated.flac": (lambda p: p.write_bytes(_flac_bytes(p)[:200]), "unreadable"),
+    "corrupt.wav": (lambda p: p.write_bytes(b"RIFF" + bytes(range(256)) * 4), "unreadable"),
+    "text.wav": (lambda p: p.write_text("this is not audio\n"), "unreadable"),
+    "nan.wav": (lambda p: sf.write(p, np.full(8000, np.nan), 16000, subtype="FLOAT"), "NaN/Inf"),
+    "inf.wav": (lambda p: sf.write(p, np.full(8000, np.inf), 16000, subtype="FLOAT"), "NaN/Inf"),
+}
+
+
+def _flac_bytes(path):
+    sf.write(path, tone(1, 16000), 16000, format="FLAC")
+    return path.read_bytes()
+
+
+def test_every_usable_kind_of_file_trains_and_every_other_is_skipped_with_its_reason(tmp_path, caplog):
+    from tune_codec.train import train
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for name, (samples, sample_rate, subtype) in USABLE.items():
+        sf.write(root / name, samples, sample_rate, subtype=subtype)
+    for name, (make, _) in UNUSABLE.items():
+        make(root / name)
+    sf.write(root / "shorter_than_a_segment.wav", tone(0.1, 16000), 16000)
+    (root / "readme.txt").write_text("not looked at")
+
+    config = make_config({**TINY, "sample_rate": 16000, "segment_seconds": 0.25, "num_epochs": 1})
+    with caplog.at_level(logging.WARNING):
+        data = load_data(root, config, tmp_path / "cache")
+    assert sorted(data.train_files + data.valid_files) == sorted(USABLE)
+    for name, (_, reason) in UNUSABLE.items():
+        assert f"skipped {name}: " in caplog.text and reason in caplog.text.split(f"skipped {name}: ")[1]
+    assert "shorter_than_a_segment.wav" in caplog.text
+    corpus = load_corpus(root, 16000, tmp_path / "cache")
+    for name in USABLE:  # mono, 16 kHz, 1 s, no DC, at the level it was written
+        audio = corpus.audio[name]
+        assert audio.ndim == 1 and len(audio) == pytest.approx(16000, abs=2), name
+        assert abs(audio.mean()) < 0.01 and 0.1 < np.abs(audio).max() <= 1.5, name
+    metrics = train(config, data, checkpoint_dir=tmp_path / "ckpt", progress=False, echo=lambda _: None)
+    assert np.isfinite(metrics["loss/total"]) and np.isfinite(metrics["val/snr_db"])

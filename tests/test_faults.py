@@ -352,7 +352,9 @@ def test_a_disk_that_fills_mid_search_stops_it_and_resume_finishes_it(
     assert_all_finished_each_epoch_once(client, children)
 
 
-def test_trials_whose_loss_goes_non_finite_are_failed_with_the_reason(ray_local, search_env, tmp_path, capsys):
+def test_trials_whose_loss_goes_non_finite_are_failed_with_the_reason(
+    ray_local, search_env, tmp_path, capsys
+):
     flags, client = search_env
     exploding = space_file(
         tmp_path, "exploding", search={"learning_rate": {"loguniform": [1.0e6, 1.0e7]}}, start=[], trials=2

@@ -61,6 +61,8 @@ def test_settings_and_fixed_values_are_applied():
         ({"search": {"channels": {"int": [4, 8.5]}}}, "search.channels: channels=8.5 is not a valid int"),
         ({"search": {"sample_rate": {"categorical": [8000, 16000]}}}, "set it under config:"),
         ({"search": {}}, "names no field with a distribution"),
+        ({"search": [1, 2]}, "search: expected a mapping of config fields to distributions, got [1, 2]"),
+        ({**GOOD, "trials": "many"}, "trials: 'many' must be an int >= 1"),
         ({**GOOD, "trails": 3}, "unknown setting trails (allowed: metric"),
         ({**GOOD, "trials": 0}, "trials: 0 must be an int >= 1"),
         ({**GOOD, "metric": "loss"}, "metric: 'loss' is not one of val/snr_db"),

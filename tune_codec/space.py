@@ -97,7 +97,10 @@ def parse_space(raw) -> Space:
     if unknown:
         raise SpaceError(f"unknown setting {', '.join(unknown)} (allowed: {', '.join(SETTINGS)})")
     base = checked_config(raw.get("config") or {}, "config")
-    search = {name: parse_distribution(name, spec, base) for name, spec in (raw.get("search") or {}).items()}
+    search = raw.get("search") or {}
+    if not isinstance(search, dict):
+        raise SpaceError(f"search: expected a mapping of config fields to distributions, got {search!r}")
+    search = {name: parse_distribution(name, spec, base) for name, spec in search.items()}
     if not searched_fields(search):
         raise SpaceError("search: names no field with a distribution to search")
     metric = raw.get("metric", "val/snr_db")

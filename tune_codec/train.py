@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import time
 import warnings
 from collections.abc import Callable
@@ -40,7 +41,12 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def load_state(checkpoint_dir: Path) -> dict:
-    return torch.load(Path(checkpoint_dir) / LAST, map_location="cpu", weights_only=False)
+    """last.pt's training state; a ValueError naming the file if it is not a whole checkpoint."""
+    path = Path(checkpoint_dir) / LAST
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{str(path)!r} is incomplete or corrupt ({str(e).splitlines()[0]})") from None
 
 
 def load_codec(path: Path, device: torch.device | None = None) -> tuple[Codec, Config]:
