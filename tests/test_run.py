@@ -65,6 +65,7 @@ def test_a_collapsing_space_is_stopped_and_recorded_as_collapsed(ray_local, sear
     [
         (["--gpus-per-trial", "64"], "--gpus-per-trial 64: the Ray cluster has"),
         (["--trials", "0"], "--trials 0 must be >= 1"),
+        (["--max-failures", "-1"], "--max-failures -1 must be >= 0"),
         (["--resume"], "--resume: no search to continue"),
         (["--data-dir", "/nonexistent/audio"], "'/nonexistent/audio' does not exist"),
     ],
