@@ -3,7 +3,7 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tune_codec import run
+from tune_codec import report, run
 from tune_codec.cost import COST, parse_budget
 from tune_codec.tracking import resolve_tracking_uri
 
@@ -91,3 +91,11 @@ def test_a_spent_budget_launches_no_new_trial_and_lets_the_running_one_finish(sm
     assert child.data.tags["stop_reason"] == "completed" and child.data.metrics["epoch"] == 3
     state = json.loads(run.state_path(tmp_path / "ray_results" / "budget").read_text())
     assert state["done"] == [child.data.tags["trial_id"]]
+
+    # the report of this search says the same, and that one trial is too few for importances
+    assert report.main(["budget", "--tracking-uri", str(db), "--out", str(tmp_path / "report")]) == 0
+    printed = capsys.readouterr().out
+    assert "no new trials after 1 of 3" in printed and "1 of 3 trials run" in printed
+    assert "importances and parallel coordinates need 2 trials that reported a score; 1 did" in printed
+    written = {p.name for p in (tmp_path / "report").iterdir()}
+    assert written == {"report.html", "report.txt", "history.png", "snr_vs_fields.png"}

@@ -292,6 +292,11 @@ def why_stopped(last: dict, num_epochs: int) -> str:
     return f"ASHA after {epochs} epochs" if epochs < num_epochs else "completed"
 
 
+def is_useful(stop_reason: str) -> bool:
+    """A trial that trained to its end or until ASHA stopped it: not collapsed, not failed."""
+    return stop_reason == "completed" or stop_reason.startswith("ASHA after")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     # one checkpoint kept per trial makes Tune snapshot its state each epoch: cheap here, not worth a warning
