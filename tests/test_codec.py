@@ -66,6 +66,15 @@ def test_long_files_are_coded_in_chunks_to_the_same_length(best, tmp_path, monke
     assert cli("encode", checkpoint, source, tmp_path / "a.codes", store) == 0
     assert cli("decode", checkpoint, tmp_path / "a.codes", tmp_path / "a.wav", store) == 0
     with np.load(tmp_path / "a.codes") as z:
-        assert z["codes"].shape == (2, 5400) and z["codes"].dtype == np.uint8 and z["codes"].max() < 16
+        assert z["codes"].dtype == np.uint8 and z["codes"].shape == (2 * 5400 * 4 // 8,)  # 4 bits a code
     out, _ = sf.read(tmp_path / "a.wav")
     assert out.shape == (21600,) and np.isfinite(out).all() and np.abs(out).max() > 0.01
+
+
+@pytest.mark.parametrize("size", [2, 16, 1000, 1024])
+def test_codes_are_packed_at_log2_of_the_codebook_size_bits_and_unpacked_exactly(size):
+    bits = int(np.ceil(np.log2(size)))
+    codes = np.random.default_rng(size).integers(0, size, (3, 101))
+    packed = codec.pack(codes, bits)
+    assert packed.dtype == np.uint8 and len(packed) == -(-3 * 101 * bits // 8)
+    assert np.array_equal(codec.unpack(packed, bits, (3, 101)), codes)

@@ -2,9 +2,9 @@
                     python -m tune_codec.codec decode CHECKPOINT in.codes out.wav
 
 CHECKPOINT is a best.pt / last.pt file or an MLflow artifact URI (runs:/RUN_ID/checkpoint/best.pt, with
---tracking-uri). A .codes file is a numpy .npz: the codes (n_codebooks, frames) and a JSON header with the
-sample rate, hop, codebook size, the clip's length and a hash of the model's weights, so decoding with
-another checkpoint is refused rather than turned into noise.
+--tracking-uri). A .codes file is a numpy .npz: the codes (n_codebooks, frames), packed at log2(codebook
+size) bits each, and a JSON header with the sample rate, hop, codebook size, the clip's length and a hash of
+the model's weights, so decoding with another checkpoint is refused rather than turned into noise.
 """
 
 from __future__ import annotations
@@ -81,6 +81,10 @@ def open_checkpoint(checkpoint: str, tracking_uri: str | None) -> tuple[Codec, C
         raise ValueError(f"checkpoint {checkpoint!r} is not a tune-codec best.pt or last.pt") from None
 
 
+def bits(config: Config) -> int:
+    return math.ceil(math.log2(config.codebook_size))
+
+
 def model_hash(model: Codec) -> str:
     """Of every weight and buffer: codes are only meaningful to the very model that made them."""
     h = hashlib.sha256()
@@ -88,6 +92,16 @@ def model_hash(model: Codec) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def pack(codes: np.ndarray, bits: int) -> np.ndarray:
+    """(n, frames) ints below 2**bits -> bytes holding `bits` bits per code."""
+    return np.packbits(((codes[..., None] >> np.arange(bits)) & 1).astype(np.uint8))
+
+
+def unpack(packed: np.ndarray, bits: int, shape: tuple[int, int]) -> np.ndarray:
+    flat = np.unpackbits(packed)[: math.prod(shape) * bits].reshape(*shape, bits).astype(np.int64)
+    return (flat << np.arange(bits)).sum(-1)
 
 
 def describe(config: Config, frames: int, samples: int) -> str:
@@ -119,13 +133,15 @@ def encode(model: Codec, config: Config, source: Path, target: Path) -> str:
         "n_codebooks": config.n_codebooks,
         "codebook_size": config.codebook_size,
         "samples": samples,
+        "frames": frames,
     }
-    dtype = np.uint8 if config.codebook_size <= 256 else np.uint16
     with open(target, "wb") as f:  # np.savez would append .npz to the name
-        np.savez(f, codes=codes.numpy().astype(dtype), header=json.dumps(header))
+        np.savez(f, codes=pack(codes.numpy(), bits(config)), header=json.dumps(header))
+    size = target.stat().st_size
     return (
         f"encoded {source} ({info.samplerate} Hz, {info.channels}-channel) -> {target}: "
-        f"{describe(config, frames, samples)}; {target.stat().st_size} bytes"
+        f"{describe(config, frames, samples)}; {size} bytes, "
+        f"{8 * size / (samples / config.sample_rate) / 1000:.1f} kbps with the file's header"
     )
 
 
@@ -134,7 +150,7 @@ def decode(model: Codec, config: Config, source: Path, target: Path) -> str:
     """source codes file -> target wav at the codec's sample rate."""
     try:
         with np.load(source) as z:
-            header, codes = json.loads(str(z["header"])), torch.from_numpy(z["codes"].astype(np.int64))
+            header, packed = json.loads(str(z["header"])), z["codes"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         raise ValueError(f"{str(source)!r} is not a codes file written by `encode`") from None
     if header.get("format") != FORMAT:
@@ -144,7 +160,8 @@ def decode(model: Codec, config: Config, source: Path, target: Path) -> str:
             f"{str(source)!r} was encoded by model {header['model']}, not by this checkpoint "
             f"(model {model_hash(model)}, {config.describe()}): decode it with the checkpoint that encoded it"
         )
-    frames = codes.shape[-1]
+    frames = header["frames"]
+    codes = torch.from_numpy(unpack(packed, bits(config), (config.n_codebooks, frames)))
     chunk = CHUNK_SECONDS * config.sample_rate // config.hop
     y = torch.cat([model.decode(codes[None, :, i : i + chunk]) for i in range(0, frames, chunk)], -1)
     audio = y[0, 0, : header["samples"]].numpy()
