@@ -241,8 +241,8 @@ def html_table(rows: list[dict]) -> str:
 
 def write_report(
     client: MlflowClient, parent: Run, space: dict, trials: list[Trial], price: float | None, out: Path
-) -> list[str]:
-    """Write the report's files into out; returns the table and the summary lines."""
+) -> str:
+    """Write the report's files into out; returns its text (the table and the summary lines)."""
     params = parent.data.params
     rows = [t.row for t in trials]
     if price is not None:
@@ -289,14 +289,11 @@ def write_report(
     if any(math.isfinite(t.best_snr) for t in trials):
         plot_snr_vs_fields(out / "snr_vs_fields.png", trials, space)
 
-    table = format_table(rows)
-    ranked = [{"field": k, "importance": v} for k, v in importances.items()]
-    (out / "report.txt").write_text(
-        "\n".join(
-            [table, "", *lines, "", *(f"importance {r['field']}: {r['importance']:.3f}" for r in ranked)]
-        )
-        + "\n"
-    )
+    if importances:
+        shares = ", ".join(f"{k} {v:.3f}" for k, v in importances.items())
+        lines.append(f"importances for {SCORE} (PED-ANOVA): {shares}")
+    text = "\n".join([format_table(rows), "", *lines])
+    (out / "report.txt").write_text(text + "\n")
     body = [f"<p>{html.escape(line)}</p>" for line in lines]
     body += [
         "<h3>Trials</h3>",
@@ -304,13 +301,11 @@ def write_report(
         "are the trial's wall time times the devices it held.</p>",
         html_table(rows),
     ]
-    if ranked:
-        body += ["<h3>Parameter importances</h3>", html_table(ranked)]
     for name, caption in FIGURES.items():
         if (out / name).exists():
             body += [f"<h3>{html.escape(caption)}</h3>", f'<img alt="{name}" src="{data_uri(out / name)}">']
     write_page(out / "report.html", f"Search {parent.info.run_name}", "\n".join(body))
-    return [table, "", *lines]
+    return text
 
 
 def main(argv=None) -> int:
@@ -331,11 +326,11 @@ def main(argv=None) -> int:
         price = float(parent.data.params["price_per_gpu_hour"])
     out = args.out or Path("reports") / parent.info.run_name
     out.mkdir(parents=True, exist_ok=True)
-    lines = write_report(client, parent, space, trials, price, out)
+    text = write_report(client, parent, space, trials, price, out)
     client.log_artifacts(parent.info.run_id, str(out), "report")
     if note:
         print(note)
-    print("\n".join(lines))
+    print(text)
     print(f"report: {out / 'report.html'} (and report.txt, PNGs); logged to the search's run under report/")
     return 0
 
