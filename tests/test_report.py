@@ -35,8 +35,9 @@ def test_the_report_tables_every_trial_ranks_the_fields_and_is_logged_to_the_sea
         f"{best.data.metrics['val/best_snr_db']:.2f} dB" in printed
     )
     assert f"python -m tune_codec.codec encode runs:/{best.info.run_id}/checkpoint/best.pt" in printed
-    (line,) = [line for line in text.splitlines() if line.startswith("importances for search/score")]
-    importances = dict(re.findall(r"(\w+) ([\d.]+)", line.split(": ", 1)[1]))
+    heading = "importances for search/score (PED-ANOVA, from 3 trials): "
+    (line,) = [line for line in text.splitlines() if line.startswith(heading)]
+    importances = dict(re.findall(r"(\w+) ([\d.]+)", line.removeprefix(heading)))
     assert set(importances) == {"rms_weight", "learning_rate"}
     assert sum(map(float, importances.values())) == pytest.approx(1, abs=0.002)
     page = (out / "report.html").read_text()

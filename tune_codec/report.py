@@ -291,7 +291,7 @@ def write_report(
 
     if importances:
         shares = ", ".join(f"{k} {v:.3f}" for k, v in importances.items())
-        lines.append(f"importances for {SCORE} (PED-ANOVA): {shares}")
+        lines.append(f"importances for {SCORE} (PED-ANOVA, from {len(study.trials)} trials): {shares}")
     text = "\n".join([format_table(rows), "", *lines])
     (out / "report.txt").write_text(text + "\n")
     body = [f"<p>{html.escape(line)}</p>" for line in lines]
