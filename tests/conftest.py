@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +16,8 @@ from mlflow.tracking import MlflowClient
 from tune_codec.config import make_config
 from tune_codec.data import CodecData
 from tune_codec.tracking import resolve_tracking_uri
+
+SMOKE = Path(__file__).parent.parent / "search_spaces" / "smoke.yaml"
 
 # A codec small enough to train in a second on a CPU: 8 kHz, hop 4, 64-sample... segments of 256 samples
 TINY = dict(
@@ -88,9 +93,6 @@ def ray_local():
     ray.shutdown()
 
 
-SMOKE = Path(__file__).parent.parent / "search_spaces" / "smoke.yaml"
-
-
 @pytest.fixture
 def search_env(audio_dir, tmp_path):
     db = tmp_path / "mlflow.db"
@@ -119,3 +121,32 @@ def runs_of(client, experiment="tune-codec"):
     parents = [r for r in found if r.data.tags.get("tune_codec.role") == "search"]
     children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
     return parents, children
+
+
+@pytest.fixture(scope="session")
+def smoke_search(ray_local, tmp_path_factory):
+    """One finished smoke search (search_spaces/smoke.yaml, priced at $2.50 a device-hour) shared by the
+    report, codec and browser tests: its folder, flags, MLflow client, parent and child runs, and output."""
+    from tune_codec import run
+
+    root = tmp_path_factory.mktemp("smoke_search")
+    for i in range(3):
+        write_speechlike(root / "corpus" / f"a{i}.wav", 1.0, 8000, seed=i)
+        write_speechlike(root / "corpus" / f"b{i}.flac", 1.0, 16000, channels=2, seed=10 + i)
+    db = root / "mlflow.db"
+    flags = [
+        "--space", str(SMOKE),
+        "--data-dir", str(root / "corpus"),
+        "--cache-dir", str(root / "cache"),
+        "--storage-path", str(root / "ray_results"),
+        "--tracking-uri", str(db),
+        "--price-per-gpu-hour", "2.5",
+    ]  # fmt: skip
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert run.main(flags) == 0
+    client = MlflowClient(resolve_tracking_uri(str(db)))
+    (parent,), children = runs_of(client)
+    return SimpleNamespace(
+        root=root, db=db, flags=flags, client=client, parent=parent, children=children, out=out.getvalue()
+    )

@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import ray
@@ -17,9 +18,19 @@ import yaml
 from ray import tune
 from ray.tune.error import TuneError
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from tune_codec.config import Config, make_config, to_flags
+from tune_codec.cost import (
+    COST,
+    Budget,
+    check_price,
+    describe_budget,
+    describe_cost,
+    held_devices,
+    parse_budget,
+)
 from tune_codec.data import CodecData, load_data
 from tune_codec.model import Codec
 from tune_codec.space import Space, load_space
@@ -57,6 +68,7 @@ def write_state(path: Path, state: dict) -> None:
 SEARCH = "search"  # the parent run's key in the state
 BEST_FILE = "best_config.yaml"
 FINAL_WAIT_S = 60.0  # at the end, how long to wait for an unreachable MLflow before giving up
+HELD_FILE = "held.json"  # in a trial's checkpoint: seconds it held its devices, carried over a restore
 
 
 def parse_args(argv):
@@ -96,6 +108,15 @@ def parse_args(argv):
         "(default: 2)",
     )
     p.add_argument("--cache-dir", type=Path, help="decoded-audio cache (default: ~/.cache/tune-codec)")
+    p.add_argument(
+        "--price-per-gpu-hour",
+        type=float,
+        help="dollars per device-hour (a GPU-hour; a CPU-hour when trials hold no GPU), for the cost lines",
+    )
+    p.add_argument(
+        "--budget",
+        help="launch no new trial once the trials' device-hours reach this: 2h, or 5usd with a price",
+    )
     return p.parse_args(argv)
 
 
@@ -111,6 +132,8 @@ def check_args(args, space: Space) -> tuple[Space, Path]:
         value = getattr(args, flag)
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"--{flag.replace('_', '-')} {value} must be >= 0")
+    check_price(args.price_per_gpu_hour)
+    args.budget = parse_budget(args.budget, args.price_per_gpu_hour) if args.budget else None
     space = dataclasses.replace(
         space, trials=args.trials or space.trials, concurrency=args.concurrency or space.concurrency
     )
@@ -122,6 +145,14 @@ def check_args(args, space: Space) -> tuple[Space, Path]:
         raise ValueError(
             f"{str(folder)!r} already holds a search; pass --resume to continue it or --name for a new one"
         )
+    if args.resume:  # the restored searcher keeps the budget it started with
+        saved = json.loads(state_path(folder).read_text())
+        for flag, given, started in (
+            ("--budget", args.budget and args.budget.text, saved.get("budget")),
+            ("--price-per-gpu-hour", args.price_per_gpu_hour, saved.get("price_per_gpu_hour")),
+        ):
+            if given != started:
+                raise ValueError(f"{flag} {given}: the search was started with {started}; a resume keeps it")
     return space, folder
 
 
@@ -150,21 +181,32 @@ def start_ray(args) -> bool:
     return started
 
 
-def trial(config: dict, data: CodecData, rules: StopRules, metric: str) -> None:
-    """One trial: train() with Tune's report and checkpoints; a non-finite loss is reported as a stop."""
+def trial(config: dict, data: CodecData, rules: StopRules, metric: str, devices: float) -> None:
+    """One trial: train() with Tune's report and checkpoints; a non-finite loss is reported as a stop.
+    Each report carries the device-hours held so far (cost.py)."""
+    start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="tune-codec-trial-"))
-    resume = None
+    resume, held_before = None, 0.0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             shutil.copytree(folder, workdir, dirs_exist_ok=True)
         resume = workdir
+        held_before = json.loads((workdir / HELD_FILE).read_text())["held_s"]
 
     reached = {"epoch": 0}
 
+    def held_s() -> float:
+        return held_before + time.monotonic() - start
+
     def report(metrics: dict, checkpoint_dir: Path) -> None:
         reached["epoch"] = metrics["epoch"]
-        tune.report(judge(metrics, rules, metric), checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        held = held_s()
+        (checkpoint_dir / HELD_FILE).write_text(json.dumps({"held_s": held}))
+        tune.report(
+            {**judge(metrics, rules, metric), COST: held * devices / 3600},
+            checkpoint=tune.Checkpoint.from_directory(checkpoint_dir),
+        )
 
     try:
         train(
@@ -177,13 +219,33 @@ def trial(config: dict, data: CodecData, rules: StopRules, metric: str) -> None:
             echo=_quiet,
         )
     except FloatingPointError as e:
-        tune.report({"epoch": reached["epoch"] + 1, REASON: str(e), SCORE: rules.penalty_db})
+        verdict = {"epoch": reached["epoch"] + 1, REASON: str(e), SCORE: rules.penalty_db}
+        tune.report({**verdict, COST: held_s() * devices / 3600})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _quiet(_: str) -> None:
     pass
+
+
+class BudgetSearch(OptunaSearch):
+    """OptunaSearch that proposes nothing once the trials' device-hours reach the budget: Tune then launches
+    no new trial and lets the running ones finish (a Stopper's stop_all would kill them)."""
+
+    def __init__(self, budget_hours: float | None, **kwargs):
+        super().__init__(**kwargs)
+        self.budget_hours = budget_hours
+        self.spent: dict[str, float] = {}  # trial id -> device-hours so far; saved with the searcher
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.spent[trial_id] = result.get(COST, 0.0)
+        super().on_trial_result(trial_id, result)
+
+    def suggest(self, trial_id: str):
+        if self.budget_hours is not None and sum(self.spent.values()) >= self.budget_hours:
+            return Searcher.FINISHED
+        return super().suggest(trial_id)
 
 
 class MlflowTrials(tune.Callback):
@@ -270,6 +332,11 @@ def why_stopped(last: dict, num_epochs: int) -> str:
     return f"ASHA after {epochs} epochs" if epochs < num_epochs else "completed"
 
 
+def is_useful(stop_reason: str) -> bool:
+    """A trial that trained to its end or until ASHA stopped it: not collapsed, not failed."""
+    return stop_reason == "completed" or stop_reason.startswith("ASHA after")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     # one checkpoint kept per trial makes Tune snapshot its state each epoch: cheap here, not worth a warning
@@ -320,6 +387,7 @@ def check_storage(folder: Path, space: Space) -> None:
 def search(args, space: Space, folder: Path, data: CodecData) -> int:
     tracker = Tracker(args.tracking_uri, args.experiment_name)
     state_file = state_path(folder)
+    device, devices = held_devices(args.cpus_per_trial, args.gpus_per_trial)
     if args.resume:
         state = read_state(state_file)
         outbox = Outbox(tracker, state)
@@ -335,16 +403,31 @@ def search(args, space: Space, folder: Path, data: CodecData) -> int:
             "metric": space.metric,
             "seed": str(args.seed),
             "max_failures": str(args.max_failures),
+            "device": device,
+            "devices_per_trial": f"{devices:g}",
             **{f"search.{k}": f"{kind} {arg}" for k, (kind, arg) in space.search.items()},
         }
+        if args.price_per_gpu_hour is not None:
+            params["price_per_gpu_hour"] = f"{args.price_per_gpu_hour:g}"
+        if args.budget is not None:
+            params.update(budget=args.budget.text, budget_device_hours=f"{args.budget.hours:g}")
         parent = tracker.start(folder.name, params, {"tune_codec.role": "search"})
-        state = {"name": folder.name, "runs": {SEARCH: parent}, "pending": [], "logged": {}, "done": []}
+        state = {
+            "name": folder.name,
+            "runs": {SEARCH: parent},
+            "pending": [],
+            "logged": {},
+            "done": [],
+            "tracking_uri": tracker.uri,  # so the report finds the runs from the experiment folder alone
+            "budget": args.budget and args.budget.text,
+            "price_per_gpu_hour": args.price_per_gpu_hour,
+        }
     write_state(state_file, state)
     parent = state["runs"][SEARCH]
     print(f"mlflow: search run {parent} in experiment {args.experiment_name!r} at {tracker.uri}")
 
     trainable = tune.with_resources(
-        tune.with_parameters(trial, data=data, rules=space.stop, metric=space.metric),
+        tune.with_parameters(trial, data=data, rules=space.stop, metric=space.metric, devices=devices),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
     if args.resume:
@@ -363,7 +446,11 @@ def search(args, space: Space, folder: Path, data: CodecData) -> int:
             tune_config=tune.TuneConfig(
                 metric=SCORE,
                 mode="max",
-                search_alg=OptunaSearch(points_to_evaluate=list(space.start) or None, seed=args.seed),
+                search_alg=BudgetSearch(
+                    args.budget and args.budget.hours,
+                    points_to_evaluate=list(space.start) or None,
+                    seed=args.seed,
+                ),
                 scheduler=scheduler,
                 num_samples=space.trials,
                 max_concurrent_trials=space.concurrency,
@@ -384,10 +471,13 @@ def search(args, space: Space, folder: Path, data: CodecData) -> int:
     status, code, summary = "FAILED", 1, None
     try:
         results = tuner.fit()
-        if len(read_state(state_file)["done"]) < space.trials:  # Ctrl-C: Tune saved its state, returned
+        spent = sum((r.metrics or {}).get(COST, 0.0) for r in results)
+        out_of_budget = args.budget is not None and spent >= args.budget.hours
+        expected = len(results) if out_of_budget else space.trials
+        if len(read_state(state_file)["done"]) < expected:  # Ctrl-C: Tune saved its state, returned
             status, code = "KILLED", 130
         else:
-            summary = summarise(results, space, folder)
+            summary = summarise(results, space, folder, device, args.price_per_gpu_hour, args.budget)
             print(f"{summary.table}\n\n{summary.text}")
             status, code = "FINISHED", 0 if summary.best is not None else 1
     except KeyboardInterrupt:
@@ -451,8 +541,11 @@ class Summary:
     best: Config | None  # None when every trial collapsed
 
 
-def summarise(results, space: Space, folder: Path) -> Summary:
-    """Table of trials, the best healthy one written as YAML and as a train_codec.py command."""
+def summarise(
+    results, space: Space, folder: Path, device: str, price: float | None, budget: Budget | None
+) -> Summary:
+    """Table of trials, what they cost, the best healthy one written as YAML and as a train_codec.py
+    command."""
     num_epochs = space.base.num_epochs
     searched = space.searched()
     rows = []
@@ -467,27 +560,40 @@ def summarise(results, space: Space, folder: Path) -> Summary:
                 "best SNR dB": m.get("val/best_snr_db", math.nan),
                 "range ratio": m.get("val/range_ratio", math.nan),
                 "train s": m.get("time/train_s", 0.0),
-                "stopped": why_stopped(m, num_epochs),
+                "device h": m.get(COST, 0.0),
+                "stopped": "error" if r.error else why_stopped(m, num_epochs),
                 "_collapsed": bool(m.get(REASON)),
+                "_failed": r.error is not None,
                 "_config": r.config,
             }
         )
     rows.sort(key=lambda row: row["trial"])
-    healthy = [row for row in rows if not row["_collapsed"] and math.isfinite(row["best SNR dB"])]
+    healthy = [
+        row
+        for row in rows
+        if not row["_collapsed"] and not row["_failed"] and math.isfinite(row["best SNR dB"])
+    ]
     epochs_run = sum(row["epochs"] for row in rows)
     epochs_saved = sum(num_epochs - row["epochs"] for row in rows)
     minutes_saved = epochs_saved * sum(row["train s"] for row in rows) / max(epochs_run, 1) / 60
     collapsed = sum(row["_collapsed"] for row in rows)
+    hours = sum(row["device h"] for row in rows)
     text = (
         f"{len(rows)} trials, {collapsed} stopped for collapse, {epochs_run} epochs trained; stopping saved "
         f"{epochs_saved} of {len(rows) * num_epochs} epochs (~{minutes_saved:.1f} min)\n"
+        f"{describe_cost(hours, len(healthy), len(rows), device, price)}\n"
     )
+    if budget is not None:
+        text += f"{describe_budget(budget, hours, len(rows), space.trials)}\n"
     metrics = {
         "trials_collapsed": collapsed,
         "epochs_trained": epochs_run,
         "epochs_saved": epochs_saved,
         "minutes_saved": minutes_saved,
+        COST: hours,
     }
+    if price is not None:
+        metrics["cost/dollars"] = hours * price
     if not healthy:
         text += (
             "no trial trained without collapsing: widen the space, lower the learning rate or loosen stop:"

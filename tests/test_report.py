@@ -1,0 +1,76 @@
+import re
+
+import pytest
+
+from tune_codec import report
+from tune_codec.cost import COST, dollars
+
+FILES = {"report.html", "report.txt", "history.png", "parallel.png", "snr_vs_fields.png", "importances.png"}
+
+
+def at_best_epoch(client, run_id: str, key: str) -> float:
+    snr = {m.step: m.value for m in client.get_metric_history(run_id, "val/snr_db")}
+    return {m.step: m.value for m in client.get_metric_history(run_id, key)}[max(snr, key=snr.get)]
+
+
+def test_the_report_tables_every_trial_ranks_the_fields_and_is_logged_to_the_search(
+    smoke_search, tmp_path, capsys
+):
+    s = smoke_search
+    out = tmp_path / "report"
+    assert report.main(["smoke", "--tracking-uri", str(s.db), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == FILES
+    text = (out / "report.txt").read_text()
+    for child in s.children:
+        (row,) = [line for line in text.splitlines() if line.startswith(child.data.tags["trial_id"])]
+        si_sdr = at_best_epoch(s.client, child.info.run_id, "val/si_sdr_db")
+        rms = at_best_epoch(s.client, child.info.run_id, "val/rms_ratio")
+        for value in (child.data.metrics["val/best_snr_db"], si_sdr, rms, child.data.metrics[COST]):
+            assert f" {value:.4g} " in row
+        assert " completed " in row and row.rstrip().endswith(dollars(child.data.metrics[COST] * 2.5))
+    best = max(s.children, key=lambda c: c.data.metrics["val/best_snr_db"])
+    assert (
+        f"best: trial {best.data.tags['trial_id']}, best validation SNR "
+        f"{best.data.metrics['val/best_snr_db']:.2f} dB" in printed
+    )
+    assert f"python -m tune_codec.codec encode runs:/{best.info.run_id}/checkpoint/best.pt" in printed
+    heading = "importances for search/score (PED-ANOVA, from 3 trials): "
+    (line,) = [line for line in text.splitlines() if line.startswith(heading)]
+    importances = dict(re.findall(r"(\w+) ([\d.]+)", line.removeprefix(heading)))
+    assert set(importances) == {"rms_weight", "learning_rate"}
+    assert sum(map(float, importances.values())) == pytest.approx(1, abs=0.002)
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 4 and page.count("<tr>") == 1 + 3
+    logged = {a.path for a in s.client.list_artifacts(s.parent.info.run_id, "report")}
+    assert logged == {f"report/{name}" for name in FILES}
+
+
+def test_the_report_of_a_search_folder_needs_no_tracking_uri(smoke_search, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no ./mlflow.db here: the folder's state names the store
+    folder = smoke_search.root / "ray_results" / "smoke"
+    assert report.main([str(folder), "--price-per-gpu-hour", "10"]) == 0
+    printed = capsys.readouterr().out
+    assert f"MLflow run {smoke_search.parent.info.run_id}" in printed and "at $10.00 per CPU-hour" in printed
+    assert {p.name for p in (tmp_path / "reports" / "smoke").iterdir()} == FILES
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nosuch"], "no search named 'nosuch' in experiment 'tune-codec' (there are: smoke)"),
+        (["smoke", "--experiment-name", "other"], "no MLflow experiment 'other' (there are: "),
+        (["smoke", "--price-per-gpu-hour", "0"], "--price-per-gpu-hour 0 must be > 0"),
+    ],
+)
+def test_bad_report_requests_are_one_line_errors(args, message, smoke_search, capsys):
+    assert report.main([*args, "--tracking-uri", str(smoke_search.db)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_no_store_and_no_search_folder_are_errors_that_create_nothing(tmp_path, capsys):
+    assert report.main(["smoke", "--tracking-uri", str(tmp_path / "none.db")]) == 2
+    assert "no MLflow store at" in capsys.readouterr().err and not (tmp_path / "none.db").exists()
+    assert report.main([str(tmp_path)]) == 2
+    assert "is not a search folder (no " in capsys.readouterr().err

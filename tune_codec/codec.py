@@ -1,0 +1,187 @@
+"""Use a trained codec: python -m tune_codec.codec encode CHECKPOINT in.wav out.codes
+                    python -m tune_codec.codec decode CHECKPOINT in.codes out.wav
+
+CHECKPOINT is a best.pt / last.pt file or an MLflow artifact URI (runs:/RUN_ID/checkpoint/best.pt, with
+--tracking-uri). A .codes file is a numpy .npz: the codes (n_codebooks, frames), packed at log2(codebook
+size) bits each, and a JSON header with the sample rate, hop, codebook size, the clip's length and a hash of
+the model's weights, so decoding with another checkpoint is refused rather than turned into noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import pickle
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+import mlflow.artifacts
+import numpy as np
+import soundfile as sf
+import torch
+from mlflow.exceptions import MlflowException
+
+from tune_codec.config import Config
+from tune_codec.data import DataError
+from tune_codec.data import decode as read_audio
+from tune_codec.model import Codec
+from tune_codec.tracking import resolve_tracking_uri
+from tune_codec.train import load_codec
+
+FORMAT = "tune-codec codes 1"
+CHUNK_SECONDS = 30  # encode and decode long files in pieces of this length: bounded memory
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m tune_codec.codec", description="Encode audio to a trained codec's codes and back."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, src, dst in (
+        (
+            "encode",
+            "audio file to encode (any format soundfile reads; resampled, mixed to mono)",
+            "codes file",
+        ),
+        ("decode", "codes file written by encode", "wav file to write"),
+    ):
+        c = sub.add_parser(name, help=f"{src} -> {dst}")
+        c.add_argument("checkpoint", help="best.pt / last.pt, or runs:/RUN_ID/checkpoint/best.pt")
+        c.add_argument("input", type=Path, help=src)
+        c.add_argument("output", type=Path, help=dst)
+        c.add_argument(
+            "--tracking-uri", help="MLflow tracking URI for a runs:/ checkpoint (default: ./mlflow.db)"
+        )
+    return p.parse_args(argv)
+
+
+def open_checkpoint(checkpoint: str, tracking_uri: str | None) -> tuple[Codec, Config]:
+    """The codec in a checkpoint file, or in an MLflow artifact (downloaded first)."""
+    path = Path(checkpoint)
+    if re.match(r"[a-z][a-z0-9+.-]+:/", checkpoint):  # runs:/..., mlflow-artifacts:/..., s3://...
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line of output
+        try:
+            path = Path(
+                mlflow.artifacts.download_artifacts(
+                    checkpoint, tracking_uri=resolve_tracking_uri(tracking_uri)
+                )
+            )
+        except (MlflowException, OSError) as e:
+            raise ValueError(f"checkpoint {checkpoint!r}: {str(e).splitlines()[0]}") from None
+    if not path.is_file():
+        raise ValueError(f"checkpoint {checkpoint!r} does not exist")
+    try:
+        return load_codec(path)
+    except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError):
+        raise ValueError(f"checkpoint {checkpoint!r} is not a tune-codec best.pt or last.pt") from None
+
+
+def bits(config: Config) -> int:
+    return math.ceil(math.log2(config.codebook_size))
+
+
+def model_hash(model: Codec) -> str:
+    """Of every weight and buffer: codes are only meaningful to the very model that made them."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def pack(codes: np.ndarray, bits: int) -> np.ndarray:
+    """(n, frames) ints below 2**bits -> bytes holding `bits` bits per code."""
+    return np.packbits(((codes[..., None] >> np.arange(bits)) & 1).astype(np.uint8))
+
+
+def unpack(packed: np.ndarray, bits: int, shape: tuple[int, int]) -> np.ndarray:
+    flat = np.unpackbits(packed)[: math.prod(shape) * bits].reshape(*shape, bits).astype(np.int64)
+    return (flat << np.arange(bits)).sum(-1)
+
+
+def describe(config: Config, frames: int, samples: int) -> str:
+    return (
+        f"{samples / config.sample_rate:.2f} s at {config.sample_rate} Hz, {config.n_codebooks} x {frames} "
+        f"codes; bitrate {config.bitrate / 1000:g} kbps ({config.compression:g}x compression of 16-bit PCM)"
+    )
+
+
+@torch.no_grad()
+def encode(model: Codec, config: Config, source: Path, target: Path) -> str:
+    """source audio -> target codes file; returns what was done, for the console."""
+    try:
+        audio = read_audio(source, config.sample_rate)  # (T,) mono at the codec's rate
+    except DataError as e:
+        raise DataError(f"{str(source)!r}: {e}") from None
+    info = sf.info(str(source))
+    samples = len(audio)
+    frames = math.ceil(samples / config.hop)
+    x = torch.zeros(1, 1, frames * config.hop)  # padded to whole frames
+    x[0, 0, :samples] = torch.from_numpy(audio)
+    chunk = CHUNK_SECONDS * config.sample_rate // config.hop * config.hop
+    codes = torch.cat([model.encode(x[..., i : i + chunk]) for i in range(0, x.shape[-1], chunk)], -1)[0]
+    header = {
+        "format": FORMAT,
+        "model": model_hash(model),
+        "sample_rate": config.sample_rate,
+        "hop": config.hop,
+        "n_codebooks": config.n_codebooks,
+        "codebook_size": config.codebook_size,
+        "samples": samples,
+        "frames": frames,
+    }
+    with open(target, "wb") as f:  # np.savez would append .npz to the name
+        np.savez(f, codes=pack(codes.numpy(), bits(config)), header=json.dumps(header))
+    size = target.stat().st_size
+    return (
+        f"encoded {source} ({info.samplerate} Hz, {info.channels}-channel) -> {target}: "
+        f"{describe(config, frames, samples)}; {size} bytes, "
+        f"{8 * size / (samples / config.sample_rate) / 1000:.1f} kbps with the file's header"
+    )
+
+
+@torch.no_grad()
+def decode(model: Codec, config: Config, source: Path, target: Path) -> str:
+    """source codes file -> target wav at the codec's sample rate."""
+    try:
+        with np.load(source) as z:
+            header, packed = json.loads(str(z["header"])), z["codes"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        raise ValueError(f"{str(source)!r} is not a codes file written by `encode`") from None
+    if header.get("format") != FORMAT:
+        raise ValueError(f"{str(source)!r}: format {header.get('format')!r}, expected {FORMAT!r}")
+    if header["model"] != model_hash(model):
+        raise ValueError(
+            f"{str(source)!r} was encoded by model {header['model']}, not by this checkpoint "
+            f"(model {model_hash(model)}, {config.describe()}): decode it with the checkpoint that encoded it"
+        )
+    frames = header["frames"]
+    codes = torch.from_numpy(unpack(packed, bits(config), (config.n_codebooks, frames)))
+    chunk = CHUNK_SECONDS * config.sample_rate // config.hop
+    y = torch.cat([model.decode(codes[None, :, i : i + chunk]) for i in range(0, frames, chunk)], -1)
+    audio = y[0, 0, : header["samples"]].numpy()
+    sf.write(target, np.clip(audio, -1, 1), config.sample_rate, subtype="PCM_16")
+    return f"decoded {source} -> {target}: {describe(config, frames, header['samples'])}"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if not args.output.parent.is_dir():
+            raise ValueError(f"output folder {str(args.output.parent)!r} does not exist")
+        model, config = open_checkpoint(args.checkpoint, args.tracking_uri)
+        step = encode if args.command == "encode" else decode
+        print(step(model, config, args.input, args.output))
+    except (ValueError, OSError) as e:  # DataError is a ValueError
+        print(f"tune_codec.codec: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,339 @@
+"""A finished search, explained: python -m tune_codec.report SEARCH [--out DIR] [--price-per-gpu-hour P]
+
+SEARCH is a search's name (its MLflow parent run: `--name` of tune_codec.run, by default the space file's
+name) or its Ray experiment folder (ray_results/NAME). Everything is read from MLflow: the parent run's
+params (the space, the price, the budget) and each child run's params, metric histories and stop_reason.
+Written to --out (default reports/NAME): report.html (self-contained), report.txt and the figures as PNG;
+the folder is also logged to the parent run under report/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import html
+import json
+import math
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import optuna.visualization.matplotlib as optuna_plots  # noqa: E402
+from mlflow.entities import Run  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from tune_codec.config import coerce  # noqa: E402
+from tune_codec.cost import COST, Budget, check_price, describe_budget, describe_cost, dollars  # noqa: E402
+from tune_codec.pages import data_uri, write_page  # noqa: E402
+from tune_codec.run import SEARCH, format_table, is_useful, state_path  # noqa: E402
+from tune_codec.stopping import SCORE  # noqa: E402
+from tune_codec.tracking import DEFAULT_DB, resolve_tracking_uri  # noqa: E402
+
+AT_BEST = ("val/si_sdr_db", "val/range_ratio", "val/rms_ratio")  # read at the epoch of the best SNR
+FIGURES = {
+    "history.png": "Optimisation history: what Optuna was told (search/score) per trial, and the best so far",
+    "parallel.png": "Parallel coordinates of the searched fields, coloured by search/score",
+    "snr_vs_fields.png": "Best validation SNR against each searched field",
+    "importances.png": "Parameter importances (Optuna's PED-ANOVA) for search/score",
+}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m tune_codec.report",
+        description="Table, parameter importances, plots and cost of a finished search; logged to MLflow.",
+    )
+    p.add_argument("search", help="search name (the MLflow parent run) or Ray experiment folder")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI or SQLite file (default: ./mlflow.db)")
+    p.add_argument("--experiment-name", default="tune-codec", help="MLflow experiment (default: tune-codec)")
+    p.add_argument("--out", type=Path, help="output folder (default: reports/SEARCH_NAME)")
+    p.add_argument(
+        "--price-per-gpu-hour",
+        type=float,
+        help="dollars per device-hour (default: the price the search was run with, if any)",
+    )
+    return p.parse_args(argv)
+
+
+def find_search(args) -> tuple[MlflowClient, Run, str]:
+    """The MLflow client, the search's parent run and a note on how it was chosen; ValueError if none."""
+    folder = Path(args.search)
+    if folder.is_dir():
+        state = state_path(folder.resolve())
+        if not state.exists():
+            raise ValueError(f"{args.search!r} is not a search folder (no {state.name} beside it)")
+        saved = json.loads(state.read_text())
+        client = MlflowClient(saved.get("tracking_uri") or existing_store(args.tracking_uri))
+        return client, client.get_run(saved["runs"][SEARCH]), ""
+    client = MlflowClient(existing_store(args.tracking_uri))
+    experiment = client.get_experiment_by_name(args.experiment_name)
+    if experiment is None:
+        names = ", ".join(e.name for e in client.search_experiments()) or "none"
+        raise ValueError(f"no MLflow experiment {args.experiment_name!r} (there are: {names})")
+    searches = client.search_runs(
+        [experiment.experiment_id],
+        "tags.`tune_codec.role` = 'search'",
+        order_by=["attributes.start_time DESC"],
+    )
+    found = [r for r in searches if r.info.run_name == args.search]
+    if not found:
+        names = ", ".join(sorted({r.info.run_name for r in searches})) or "none"
+        raise ValueError(
+            f"no search named {args.search!r} in experiment {args.experiment_name!r} (there are: {names})"
+        )
+    note = (
+        f"{len(found)} searches named {args.search!r}: the latest; give its folder to pick another"
+        if len(found) > 1
+        else ""
+    )
+    return client, found[0], note
+
+
+def existing_store(uri: str | None) -> str:
+    """The resolved tracking URI; a SQLite file that does not exist is an error, not a new empty store."""
+    uri = resolve_tracking_uri(uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise ValueError(f"no MLflow store at {uri.removeprefix('sqlite:///')!r} (default: ./{DEFAULT_DB})")
+    return uri
+
+
+@dataclass
+class Trial:
+    run: Run
+    row: dict  # the table's columns
+    params: dict  # searched field -> value
+    score: float | None  # what Optuna was told; None when the run never reported
+    best_snr: float
+    useful: bool
+
+
+def load_trials(client: MlflowClient, parent: Run, searched: list[str]) -> list[Trial]:
+    """The search's child runs in the order they started."""
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    trials = []
+    for run in children:
+        m = run.data.metrics
+        snr = {h.step: h.value for h in client.get_metric_history(run.info.run_id, "val/snr_db")}
+        best_epoch = max(snr, key=snr.get) if snr else None
+        at_best = {}
+        for key in AT_BEST:
+            history = {h.step: h.value for h in client.get_metric_history(run.info.run_id, key)}
+            at_best[key] = history.get(best_epoch, math.nan)
+        reason = run.data.tags.get("stop_reason", run.info.status.lower())
+        best_snr = snr[best_epoch] if snr else math.nan
+        params = {k: coerce(k, run.data.params[k]) for k in searched}
+        row = {
+            "trial": run.data.tags.get("trial_id", run.info.run_name),
+            **params,
+            "epochs": int(m.get("epoch", 0)),
+            "best epoch": best_epoch or 0,
+            "best SNR dB": best_snr,
+            "SI-SDR dB": at_best["val/si_sdr_db"],
+            "range ratio": at_best["val/range_ratio"],
+            "RMS ratio": at_best["val/rms_ratio"],
+            "stop reason": reason,
+            "device h": m.get(COST, 0.0),
+        }
+        useful = run.info.status == "FINISHED" and is_useful(reason) and math.isfinite(best_snr)
+        score = m.get(SCORE) if run.info.status == "FINISHED" else None
+        trials.append(Trial(run, row, params, score, best_snr, useful))
+    return trials
+
+
+def distributions(parent: Run) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The space the search ran, from the parent's params `search.<field>` = '<kind> <argument>'."""
+    found = {}
+    for key, value in parent.data.params.items():
+        if not key.startswith("search."):
+            continue
+        name, (kind, _, arg) = key.removeprefix("search."), value.partition(" ")
+        arg = ast.literal_eval(arg)
+        if kind in ("loguniform", "uniform"):
+            found[name] = optuna.distributions.FloatDistribution(*arg, log=kind == "loguniform")
+        elif kind == "int":
+            found[name] = optuna.distributions.IntDistribution(*arg)
+        elif kind == "categorical":
+            found[name] = optuna.distributions.CategoricalDistribution([coerce(name, v) for v in arg])
+    return found
+
+
+def study_of(trials: list[Trial], space: dict) -> optuna.Study:
+    """An in-memory study holding the trials that reported a score, as Optuna saw them."""
+    study = optuna.create_study(direction="maximize")
+    for t in trials:
+        if t.score is not None and math.isfinite(t.score):
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=t.params,
+                    distributions=space,
+                    value=t.score,
+                    user_attrs={"best_snr_db": t.best_snr},
+                )
+            )
+    return study
+
+
+def plot_snr_vs_fields(path: Path, trials: list[Trial], space: dict) -> None:
+    fig, axes = plt.subplots(1, len(space), figsize=(4 * len(space), 3.4), squeeze=False, sharey=True)
+    for ax, (name, dist) in zip(axes[0], space.items(), strict=True):
+        for useful, style in (
+            (True, dict(c="tab:blue", label="useful")),
+            (False, dict(c="tab:red", marker="x", label="collapsed or failed")),
+        ):
+            xs = [t.params[name] for t in trials if t.useful == useful and math.isfinite(t.best_snr)]
+            ys = [t.best_snr for t in trials if t.useful == useful and math.isfinite(t.best_snr)]
+            ax.scatter(
+                [str(x) for x in xs]
+                if isinstance(dist, optuna.distributions.CategoricalDistribution)
+                else xs,
+                ys,
+                **style,
+            )
+        if getattr(dist, "log", False):
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("best validation SNR dB")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_importances(path: Path, importances: dict[str, float]) -> None:
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(importances)))
+    names = list(importances)[::-1]
+    ax.barh(names, [importances[n] for n in names], color="tab:blue")
+    ax.set_xlabel("importance for search/score")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def save_axes(path: Path, ax) -> None:
+    """Save the figure of an Optuna plot."""
+    fig = ax.figure
+    fig.set_size_inches(9, 4.5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def html_table(rows: list[dict]) -> str:
+    def cell(v) -> str:
+        text = html.escape(f"{v:.4g}" if isinstance(v, float) else str(v))
+        return f'<td class="text">{text}</td>' if isinstance(v, str) else f"<td>{text}</td>"
+
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+    body = "\n".join(f"<tr>{''.join(cell(v) for v in row.values())}</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>\n{body}</table>"
+
+
+def write_report(
+    client: MlflowClient, parent: Run, space: dict, trials: list[Trial], price: float | None, out: Path
+) -> str:
+    """Write the report's files into out; returns its text (the table and the summary lines)."""
+    params = parent.data.params
+    rows = [t.row for t in trials]
+    if price is not None:
+        for row in rows:
+            row["cost"] = dollars(row["device h"] * price)
+    hours = sum(row["device h"] for row in rows)
+    useful = [t for t in trials if t.useful]
+    lines = [
+        f"search {parent.info.run_name} (MLflow run {parent.info.run_id}, space {params['space']}): "
+        f"{len(trials)} of {params['trials']} trials run",
+        describe_cost(hours, len(useful), len(trials), params.get("device", "device"), price),
+    ]
+    if "budget" in params:
+        budget = Budget(params["budget"], float(params["budget_device_hours"]))
+        lines.append(describe_budget(budget, hours, len(trials), int(params["trials"])))
+    if useful:
+        best = max(useful, key=lambda t: t.best_snr)
+        checkpoint = f"runs:/{best.run.info.run_id}/checkpoint/best.pt"
+        lines += [
+            f"best: trial {best.row['trial']}, best validation SNR {best.best_snr:.2f} dB at epoch "
+            f"{best.row['best epoch']} (SI-SDR {best.row['SI-SDR dB']:.2f} dB); checkpoint {checkpoint}",
+            f"use it: python -m tune_codec.codec encode {checkpoint} IN.wav OUT.codes "
+            f"--tracking-uri {client.tracking_uri}",
+        ]
+    else:
+        lines.append("no useful trial: every trial collapsed, failed or was cut short")
+
+    study = study_of(trials, space)
+    importances: dict[str, float] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if study.trials:
+            save_axes(out / "history.png", optuna_plots.plot_optimization_history(study, target_name=SCORE))
+        if len(study.trials) >= 2:
+            importances = optuna.importance.get_param_importances(study)
+            save_axes(out / "parallel.png", optuna_plots.plot_parallel_coordinate(study, target_name=SCORE))
+            plot_importances(out / "importances.png", importances)
+        else:
+            lines.append(
+                f"importances and parallel coordinates need 2 trials that reported a score; "
+                f"{len(study.trials)} did"
+            )
+    lines += [f"optuna: {w.message}" for w in caught]
+    if any(math.isfinite(t.best_snr) for t in trials):
+        plot_snr_vs_fields(out / "snr_vs_fields.png", trials, space)
+
+    if importances:
+        shares = ", ".join(f"{k} {v:.3f}" for k, v in importances.items())
+        lines.append(f"importances for {SCORE} (PED-ANOVA, from {len(study.trials)} trials): {shares}")
+    text = "\n".join([format_table(rows), "", *lines])
+    (out / "report.txt").write_text(text + "\n")
+    body = [f"<p>{html.escape(line)}</p>" for line in lines]
+    body += [
+        "<h3>Trials</h3>",
+        "<p>SI-SDR, range and RMS ratio at the epoch of the best SNR (the epoch best.pt holds); device-hours "
+        "are the trial's wall time times the devices it held.</p>",
+        html_table(rows),
+    ]
+    for name, caption in FIGURES.items():
+        if (out / name).exists():
+            body += [f"<h3>{html.escape(caption)}</h3>", f'<img alt="{name}" src="{data_uri(out / name)}">']
+    write_page(out / "report.html", f"Search {parent.info.run_name}", "\n".join(body))
+    return text
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        check_price(args.price_per_gpu_hour)
+        client, parent, note = find_search(args)
+        space = distributions(parent)
+        trials = load_trials(client, parent, list(space))
+        if not trials:
+            raise ValueError(f"search {parent.info.run_name!r} has no trials yet")
+    except ValueError as e:
+        print(f"tune_codec.report: error: {e}", file=sys.stderr)
+        return 2
+    price = args.price_per_gpu_hour
+    if price is None and "price_per_gpu_hour" in parent.data.params:
+        price = float(parent.data.params["price_per_gpu_hour"])
+    out = args.out or Path("reports") / parent.info.run_name
+    out.mkdir(parents=True, exist_ok=True)
+    text = write_report(client, parent, space, trials, price, out)
+    client.log_artifacts(parent.info.run_id, str(out), "report")
+    if note:
+        print(note)
+    print(text)
+    print(f"report: {out / 'report.html'} (and report.txt, PNGs); logged to the search's run under report/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
