@@ -228,21 +228,21 @@ def test_mlflow_unreachable_at_start_is_an_error_before_any_trial(search_env, tm
 
 def test_mlflow_going_away_mid_search_loses_no_update(ray_local, search_env, server, tmp_path, capsys):
     flags, _ = search_env
-    slow = space_file(tmp_path, "slow", **SLOW)
+    slower = space_file(tmp_path, "slow", config={"num_epochs": 6, "max_steps_per_epoch": 80}, trials=3)
     folder = tmp_path / "ray_results" / "slow"
 
     def outage():
         wait_for(lambda: reaching(folder, 1), 240, "a trial's first epoch")
         server.stop()
-        time.sleep(6)
+        time.sleep(2)
         server.start()
 
     thread = threading.Thread(target=outage, daemon=True)
     thread.start()
-    assert run.main(search(with_uri(flags, server.uri), slow)) == 0
+    assert run.main(search(with_uri(flags, server.uri), slower)) == 0
     thread.join(timeout=120)
-    err = capsys.readouterr().err
-    assert "unreachable" in err and "back after" in err
+    err = capsys.readouterr().err  # back mid-search ("back after N s") or at the end, as the machine allows
+    assert "unreachable" in err and "queued updates sent" in err
     client = MlflowClient(server.uri)
     (parent,), children = runs_of(client)
     assert parent.info.status == "FINISHED" and "best_snr_db" in parent.data.metrics
