@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import optuna.visualization.matplotlib as optuna_plots  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from mlflow.entities import Run  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
@@ -186,21 +187,23 @@ def study_of(trials: list[Trial], space: dict) -> optuna.Study:
 def plot_snr_vs_fields(path: Path, trials: list[Trial], space: dict) -> None:
     fig, axes = plt.subplots(1, len(space), figsize=(4 * len(space), 3.4), squeeze=False, sharey=True)
     for ax, (name, dist) in zip(axes[0], space.items(), strict=True):
+        categorical = isinstance(dist, optuna.distributions.CategoricalDistribution)
+        choices = sorted(dist.choices, key=str) if categorical else []
+        if categorical and all(isinstance(c, int | float) for c in choices):
+            choices = sorted(choices)
         for useful, style in (
             (True, dict(c="tab:blue", label="useful")),
             (False, dict(c="tab:red", marker="x", label="collapsed or failed")),
         ):
-            xs = [t.params[name] for t in trials if t.useful == useful and math.isfinite(t.best_snr)]
-            ys = [t.best_snr for t in trials if t.useful == useful and math.isfinite(t.best_snr)]
-            ax.scatter(
-                [str(x) for x in xs]
-                if isinstance(dist, optuna.distributions.CategoricalDistribution)
-                else xs,
-                ys,
-                **style,
-            )
-        if getattr(dist, "log", False):
+            shown = [t for t in trials if t.useful == useful and math.isfinite(t.best_snr)]
+            xs = [choices.index(t.params[name]) if categorical else t.params[name] for t in shown]
+            ax.scatter(xs, [t.best_snr for t in shown], **style)
+        if categorical:  # in the choices' order, not the order the trials came in
+            ax.set_xticks(range(len(choices)), [str(c) for c in choices])
+        elif getattr(dist, "log", False):
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^0, 3x10^0 ... overlap
         ax.set_xlabel(name)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("best validation SNR dB")
