@@ -270,6 +270,7 @@ def test_mlflow_down_at_the_end_keeps_updates_for_resume(
 
     server.start()
     assert run.main(search(flags, slow, "--resume")) == 0
+    assert "queued updates sent" in capsys.readouterr().err
     assert not run.read_state(run.state_path(folder))["pending"]
     client = MlflowClient(server.uri)
     (parent,), children = runs_of(client)

@@ -517,10 +517,7 @@ def close_search(tracker, state_file: Path, status: str, code: int, summary, fol
 
 def deliver(outbox: Outbox, state_file: Path, code: int) -> int:
     """Send what MLflow has not taken yet, waiting a while for it; say clearly what could not be sent."""
-    queued = len(outbox.state["pending"])  # left over from an outage: sending them now is news
     sent = outbox.flush(wait_s=FINAL_WAIT_S)
-    if sent and queued:
-        print(f"mlflow: {outbox.tracker.uri} reachable; {queued} queued updates sent", file=sys.stderr)
     try:
         write_state(state_file, outbox.state)
     except OSError as e:  # what was sent is in MLflow; what was not is listed below

@@ -130,6 +130,7 @@ class Outbox:
         state.setdefault("runs", {})
         state.setdefault("pending", [])
         self.refused: list[str] = []
+        self.carried = len(state["pending"])  # queued by an earlier process while MLflow was away
         self.down_since: float | None = None
         self.next_try = 0.0
 
@@ -183,6 +184,10 @@ class Outbox:
                 file=sys.stderr,
             )
             self.down_since = None
+        elif self.carried:
+            uri, n = self.tracker.uri, self.carried
+            print(f"mlflow: {uri} reachable; {n} queued updates sent", file=sys.stderr)
+        self.carried = 0
         return True
 
     def _apply(self, op: str, key: str, *args) -> None:
