@@ -70,9 +70,10 @@ def test_a_collapsing_space_is_stopped_and_recorded_as_collapsed(ray_local, sear
         (["--data-dir", "/nonexistent/audio"], "'/nonexistent/audio' does not exist"),
     ],
 )
-def test_bad_runs_are_refused_before_any_trial(extra, message, ray_local, search_env, capsys):
+def test_bad_runs_are_refused_before_any_trial(extra, message, ray_local, search_env, tmp_path, capsys):
     flags, client = search_env
     assert run.main(["--space", str(SMOKE), *flags, *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert client.get_experiment_by_name("tune-codec") is None
+    assert not (tmp_path / "ray_results").exists()  # nothing written, not even the storage folder

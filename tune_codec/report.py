@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import ast
 import html
-import json
 import math
 import sys
 import warnings
@@ -32,7 +31,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from tune_codec.config import coerce  # noqa: E402
 from tune_codec.cost import COST, Budget, check_price, describe_budget, describe_cost, dollars  # noqa: E402
 from tune_codec.pages import data_uri, write_page  # noqa: E402
-from tune_codec.run import SEARCH, format_table, is_useful, state_path  # noqa: E402
+from tune_codec.run import SEARCH, format_table, is_useful, read_state, state_path  # noqa: E402
 from tune_codec.stopping import SCORE  # noqa: E402
 from tune_codec.tracking import DEFAULT_DB, resolve_tracking_uri  # noqa: E402
 
@@ -69,7 +68,7 @@ def find_search(args) -> tuple[MlflowClient, Run, str]:
         state = state_path(folder.resolve())
         if not state.exists():
             raise ValueError(f"{args.search!r} is not a search folder (no {state.name} beside it)")
-        saved = json.loads(state.read_text())
+        saved = read_state(state)
         client = MlflowClient(saved.get("tracking_uri") or existing_store(args.tracking_uri))
         return client, client.get_run(saved["runs"][SEARCH]), ""
     client = MlflowClient(existing_store(args.tracking_uri))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -146,7 +147,7 @@ def check_args(args, space: Space) -> tuple[Space, Path]:
             f"{str(folder)!r} already holds a search; pass --resume to continue it or --name for a new one"
         )
     if args.resume:  # the restored searcher keeps the budget it started with
-        saved = json.loads(state_path(folder).read_text())
+        saved = read_state(state_path(folder))
         for flag, given, started in (
             ("--budget", args.budget and args.budget.text, saved.get("budget")),
             ("--price-per-gpu-hour", args.price_per_gpu_hour, saved.get("price_per_gpu_hour")),
@@ -309,10 +310,9 @@ class MlflowTrials(tune.Callback):
         if trial.checkpoint is not None:
             self.send("checkpoint", trial, trial.checkpoint.path)
         reason = reason or why_stopped(trial.last_result or {}, trial.config["num_epochs"])
-        self.send("finish", trial, status, {"stop_reason": reason})
         state = self.outbox.state
-        state["done"] = sorted({*state["done"], trial.trial_id})
-        write_state(self.state_file, state)
+        state["done"] = sorted({*state["done"], trial.trial_id})  # saved with the finish below
+        self.send("finish", trial, status, {"stop_reason": reason})
 
 
 def error_line(trial) -> str:
@@ -363,9 +363,11 @@ def main(argv=None) -> int:
 def check_storage(folder: Path, space: Space) -> None:
     """The storage path must be writable and have room for every trial's checkpoint."""
     root = folder.parent
+    existing = next(p for p in (root, *root.parents) if p.exists())  # checked without creating root
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".tune-codec-probe-{os.getpid()}"
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        probe = existing / f".tune-codec-probe-{os.getpid()}"
         probe.write_bytes(bytes(2**16))
         probe.unlink()
     except OSError as e:
@@ -376,7 +378,7 @@ def check_storage(folder: Path, space: Space) -> None:
     params = sum(p.numel() for p in Codec(config).parameters())
     clips = N_CLIPS * 2 * config.segment_samples * 2 + 2**17
     need = (space.trials + space.concurrency) * (params * 4 * 4 + clips)
-    free = shutil.disk_usage(root).free
+    free = shutil.disk_usage(existing).free
     if free < need:
         raise ValueError(
             f"--storage-path {str(root)!r} has {free / 2**20:.1f} MiB free; {space.trials} trials' "
