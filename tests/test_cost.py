@@ -64,10 +64,17 @@ def test_bad_budgets_and_prices_are_refused_before_anything_starts(extra, messag
     assert not db.exists()
 
 
-def test_a_resumed_search_keeps_the_budget_it_started_with(smoke_search, capsys):
-    assert run.main([*smoke_search.flags, "--resume", "--budget", "1h"]) == 2
-    err = capsys.readouterr().err
-    assert "--budget 1h: the search was started with None; a resume keeps it" in err
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--budget", "1h"], "--budget 1h: the search was started with None"),
+        (["--sampler", "random"], "--sampler random: the search was started with tpe"),
+        (["--seed", "3"], "--seed 3: the search was started with 0"),
+    ],
+)
+def test_a_resume_keeps_the_budget_sampler_and_seed_it_started_with(extra, message, smoke_search, capsys):
+    assert run.main([*smoke_search.flags, "--resume", *extra]) == 2
+    assert f"{message}; a resume keeps it" in capsys.readouterr().err
 
 
 def test_a_spent_budget_launches_no_new_trial_and_lets_the_running_one_finish(smoke_search, tmp_path, capsys):

@@ -1,3 +1,4 @@
+import optuna
 import pytest
 import yaml
 
@@ -13,6 +14,7 @@ def test_smoke_search_records_a_tree_of_runs_and_the_best_config(ray_local, sear
     out = capsys.readouterr().out
     (parent,), children = runs_of(client)
     assert parent.info.status == "FINISHED" and parent.data.metrics["trials_collapsed"] == 0
+    assert parent.data.params["sampler"] == "tpe"
     assert len(children) == 3
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
@@ -50,9 +52,10 @@ def test_a_collapsing_space_is_stopped_and_recorded_as_collapsed(ray_local, sear
         start=[],
         trials=2,
     )
-    assert run.main(["--space", str(collapse), *flags]) == 1
+    assert run.main(["--space", str(collapse), *flags, "--sampler", "random"]) == 1
     assert "no trial trained without collapsing" in capsys.readouterr().out
     (parent,), children = runs_of(client)
+    assert parent.data.params["sampler"] == "random"
     assert parent.data.metrics["trials_collapsed"] == 2 and parent.data.metrics["epochs_saved"] == 2 * 4
     for child in children:
         assert child.data.tags["stop_reason"].startswith("range collapse: ratio")
@@ -77,3 +80,17 @@ def test_bad_runs_are_refused_before_any_trial(extra, message, ray_local, search
     assert message in err and err.count("\n") == 1
     assert client.get_experiment_by_name("tune-codec") is None
     assert not (tmp_path / "ray_results").exists()  # nothing written, not even the storage folder
+
+
+def proposals(sampler, n: int) -> list[float]:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: (t.suggest_float("x", -10, 10) - 3) ** 2, n_trials=n)
+    return [t.params["x"] for t in study.trials]
+
+
+@pytest.mark.parametrize("trials, random_first", [(3, 2), (8, 2), (24, 6), (200, 10)])
+def test_tpe_learns_after_a_quarter_of_the_trials(trials, random_first):
+    tpe = proposals(run.make_sampler("tpe", 0, trials), random_first + 1)
+    random = proposals(run.make_sampler("random", 0, trials), random_first + 1)
+    assert tpe[:random_first] == random[:random_first] and tpe[random_first] != random[random_first]
