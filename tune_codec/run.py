@@ -372,7 +372,9 @@ def main(argv=None) -> int:
         return 2
     print(f"data: {data.summary()}")
     try:
-        return search(args, space, folder, data)
+        shared = ray.put(data)  # once, for every trial to read from Ray's object store
+        del data  # the driver keeps no copy of its own
+        return search(args, space, folder, shared)
     finally:
         if started:
             ray.shutdown()
@@ -404,7 +406,7 @@ def check_storage(folder: Path, space: Space) -> None:
         )
 
 
-def search(args, space: Space, folder: Path, data: CodecData) -> int:
+def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
     tracker = Tracker(args.tracking_uri, args.experiment_name)
     state_file = state_path(folder)
     device, devices = held_devices(args.cpus_per_trial, args.gpus_per_trial)
