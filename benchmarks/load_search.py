@@ -11,30 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from common import base_space, memory_mib, search_cmd, start, table, wait, write_space
 from mlflow.tracking import MlflowClient
 
-ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 2
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of one process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def load_space(trials: int, concurrency: int) -> dict:
-    space = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
+    space = base_space("smoke")
     space["config"].update(num_epochs=EPOCHS, max_steps_per_epoch=2)
     space["stop"]["grace_epochs"] = EPOCHS
     space.update(trials=trials, concurrency=concurrency, start=[])
@@ -48,45 +36,42 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="tune-codec-load-"))
-    space_file = work / "load.yaml"
-    space_file.write_text(yaml.safe_dump(load_space(args.trials, args.concurrency)))
-    db = work / "mlflow.db"
-    cmd = [
-        sys.executable, "-m", "tune_codec.run", "--space", str(space_file),
-        "--storage-path", str(work / "ray"), "--tracking-uri", str(db), "--cache-dir", str(work / "cache"),
-    ]  # fmt: skip
+    cmd = search_cmd(write_space(work, "load", load_space(args.trials, args.concurrency)), work)
     state = work / "ray" / "load.mlflow_runs.json"
     print(f"$ {' '.join(cmd)}", flush=True)
     t0 = time.monotonic()
-    log = open(work / "driver.log", "w")  # noqa: SIM115 - closed below
-    driver = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work)
     samples = []  # (seconds, trials done, RSS MiB)
-    while driver.poll() is None:
+
+    def sample(pid: int) -> None:
         try:
             done = len(json.loads(state.read_text())["done"]) if state.exists() else 0
-            samples.append((time.monotonic() - t0, done, rss_mib(driver.pid)))
-        except (OSError, ValueError):  # the state file is being replaced, or the driver just exited
+            rss = memory_mib(pid)[0]
+            if rss:  # 0 once the driver has exited
+                samples.append((time.monotonic() - t0, done, rss))
+        except (OSError, ValueError):  # the state file is being replaced
             pass
-        time.sleep(1.0)
-    log.close()
+
+    log = work / "driver.log"
+    proc, _ = start(cmd, log)
+    wait(proc, log, poll=sample, every=1.0)
     wall = time.monotonic() - t0
-    if driver.returncode != 0:
-        print(f"driver exited {driver.returncode}; log: {work / 'driver.log'}")
-        return 1
 
     print(f"\n{args.trials} trials ({EPOCHS} epochs of 2 steps), {args.concurrency} at once: {wall:.0f} s")
-    print(f"{'trials done':>12} {'elapsed s':>10} {'driver RSS MiB':>15}")
     marks = sorted({0, *(round(args.trials * f) for f in (0.1, 0.25, 0.5, 0.75, 1.0))})
     rows = {next(s for s in samples if s[1] >= m) for m in marks if any(s[1] >= m for s in samples)}
-    for seconds, done, rss in sorted(rows):
-        print(f"{done:>12} {seconds:>10.0f} {rss:>15.1f}")
+    print(
+        table(
+            ("trials done", "elapsed s", "driver RSS MiB"),
+            [(done, f"{seconds:.0f}", f"{rss:.1f}") for seconds, done, rss in sorted(rows)],
+        )
+    )
     early = next(s for s in samples if s[1] >= args.trials // 10)
     late = samples[-1]
     per_100 = (late[2] - early[2]) / max(late[1] - early[1], 1) * 100
     peak = max(s[2] for s in samples)
     print(f"peak RSS {peak:.1f} MiB; growth after the first 10%: {per_100:+.1f} MiB per 100 trials")
 
-    client = MlflowClient(f"sqlite:///{db}")
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tune-codec")
     runs = client.search_runs([exp.experiment_id], max_results=50_000)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
@@ -107,5 +92,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     raise SystemExit(main())

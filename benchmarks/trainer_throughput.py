@@ -1,10 +1,12 @@
-"""Trainer throughput (audio seconds trained per second) and whether data loading is the bottleneck.
+"""Trainer throughput (audio seconds per second, training and validation) and data loading's share.
 
     python benchmarks/trainer_throughput.py [--steps 30] [--threads 2]
 
 For each model size: seconds per training step (forward, loss, backward, Adam), audio seconds per
-second, and the share of a step spent fetching its batch. Then the cost of decoding the corpus
-from scratch vs reading the cache. All rows come from one run, so their ratios are comparable.
+second, and the share of a step spent fetching its batch; then audio seconds per second of the
+trainer's validation pass (train.validate: the codec in eval mode over the validation set, SNR,
+mel distance, codebook use). Then the cost of decoding the corpus from scratch vs reading the cache.
+All rows come from one run, so their ratios are comparable.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from common import table
 
 from tune_codec.config import DEFAULTS
 from tune_codec.data import load_data
 from tune_codec.losses import CodecLoss
 from tune_codec.model import Codec
+from tune_codec.train import validate
 
 SIZES = {  # name -> config changes
     "default (channels 16, 1 residual unit)": {},
@@ -30,8 +34,9 @@ SIZES = {  # name -> config changes
 }
 
 
-def step_times(config, train_x: torch.Tensor, steps: int) -> tuple[float, float]:
-    """Mean seconds per step, and of that the seconds spent fetching the batch."""
+def step_times(config, train_x: torch.Tensor, steps: int) -> tuple[Codec, CodecLoss, float, float]:
+    """The trained model and its loss; mean seconds per step, and of that the seconds spent fetching the
+    batch."""
     torch.manual_seed(0)
     model, loss_fn = Codec(config), CodecLoss(config)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -49,7 +54,15 @@ def step_times(config, train_x: torch.Tensor, steps: int) -> tuple[float, float]
         t2 = time.perf_counter()
         if i >= 3:
             fetch, total = fetch + t1 - t0, total + t2 - t0
-    return total / steps, fetch / steps
+    return model, loss_fn, total / steps, fetch / steps
+
+
+def validation_time(model, loss_fn, config, valid_x: torch.Tensor) -> float:
+    """Seconds for one validation pass (after one untimed pass)."""
+    validate(model, loss_fn, valid_x, config, torch.device("cpu"), autocast=False)
+    t0 = time.perf_counter()
+    validate(model, loss_fn, valid_x, config, torch.device("cpu"), autocast=False)
+    return time.perf_counter() - t0
 
 
 def main(argv=None) -> int:
@@ -70,21 +83,28 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         load_data(None, DEFAULTS, Path(cache))
         warm = time.perf_counter() - t0
-    train_x = torch.from_numpy(data.train)
+    train_x, valid_x = torch.from_numpy(data.train), torch.from_numpy(data.valid)
+    valid_audio = len(valid_x) * DEFAULTS.segment_seconds
 
     rows = []
     for name, changes in SIZES.items():
         config = replace(DEFAULTS, **changes)
         params = sum(p.numel() for p in Codec(config).parameters())
-        step, fetch = step_times(config, train_x, args.steps)
+        model, loss_fn, step, fetch = step_times(config, train_x, args.steps)
         audio = config.batch_size * config.segment_samples / config.sample_rate
+        valid_s = validation_time(model, loss_fn, config, valid_x)
         rows.append(
-            (name, f"{params / 1e6:.2f}M", f"{step:.3f}", f"{audio / step:.1f}", f"{100 * fetch / step:.2f}%")
+            (
+                name,
+                f"{params / 1e6:.2f}M",
+                f"{step:.3f}",
+                f"{audio / step:.1f}",
+                f"{100 * fetch / step:.2f}%",
+                f"{valid_audio / valid_s:.1f}",
+            )
         )
-    header = ("model", "params", "s/step", "audio s/s", "batch fetch")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    header = ("model", "params", "train s/step", "train audio s/s", "batch fetch", "validation audio s/s")
+    print(table(header, rows))
 
     corpus_s = (len(data.train) + len(data.valid)) * DEFAULTS.segment_seconds
     print(
