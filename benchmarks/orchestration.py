@@ -53,7 +53,7 @@ def space(trials: int, epochs: int) -> dict:
 
 def train_runs(work: Path, weights: list, epochs: int, at_once: int) -> tuple[float, list, list]:
     """train_codec.py for each weight, at_once at a time: wall seconds, and each run's start-up and
-    training seconds (launch to its `mlflow:` line, then to its last line)."""
+    training seconds (launch to its `mlflow:` line, then to its `done:` line)."""
     flags = ("--num_epochs", str(epochs), "--experiment_name", "bench-train")
     t0, startups, trains = time.monotonic(), [], []
     for i in range(0, len(weights), at_once):
