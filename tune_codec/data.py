@@ -62,10 +62,22 @@ def default_cache_dir() -> Path:
 
 
 def find_audio(root: Path) -> list[Path]:
-    """Every file under root that soundfile can read, by suffix, sorted."""
+    """Every file under root that soundfile can read, by suffix, sorted. Symlinked folders are followed
+    and each real folder is read once: a link back up the tree, or a second way to the same folder, is
+    skipped with a warning (its files would loop, or be counted twice and straddle the split)."""
     if not root.is_dir():
         raise DataError(f"data directory {str(root)!r} does not exist or is not a directory")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    found, seen = [], {}  # (device, inode) of each folder read -> its path
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        subfolders.sort()  # the first way to a folder wins, the same way every time
+        info = os.stat(folder)
+        first = seen.setdefault((info.st_dev, info.st_ino), folder)
+        if first != folder:
+            subfolders.clear()
+            log.warning("skipped %s: it leads to %s, already read", folder, first)
+            continue
+        found += [Path(folder, f) for f in files if Path(f).suffix.lower() in AUDIO_SUFFIXES]
+    return sorted(p for p in found if p.is_file())
 
 
 def decode(path: Path, sample_rate: int) -> np.ndarray:
