@@ -4,22 +4,39 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
 
+from tune_codec.cli import parse
 from tune_codec.config import DEFAULTS, Config, add_config_flags, config_from_args, make_config
 from tune_codec.data import load_data
-from tune_codec.tracking import Tracker, config_params
+from tune_codec.tracking import (
+    EXPERIMENT_HELP,
+    URI_HELP,
+    Outbox,
+    Tracker,
+    check_reachable,
+    config_params,
+    deliver,
+    experiment_name,
+    quick_http,
+    read_state,
+    resolve_tracking_uri,
+    write_state,
+)
 from tune_codec.train import LAST, load_state, pick_device, train
 
-RUN_FILE = "mlflow_run.json"  # run id kept with the checkpoints, so --resume continues the same run
+PROG = "train_codec.py"
+# the run's MLflow id and the updates MLflow has not taken yet (an Outbox's state), kept with the
+# checkpoints, so --resume continues the same run and an MLflow outage costs no update
+RUN_FILE = "mlflow_run.json"
+RUN = "run"  # the run's key in that state
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
-        prog="train_codec.py",
+        prog=PROG,
         description="Train one neural speech codec (SEANet encoder, residual VQ, decoder); log it to MLflow.",
     )
     p.add_argument(
@@ -33,9 +50,9 @@ def parse_args(argv):
         default=Path("checkpoints"),
         help="where last.pt, best.pt and samples go (default: checkpoints)",
     )
-    p.add_argument("--experiment_name", default="tune-codec", help="MLflow experiment (default: tune-codec)")
+    p.add_argument("--experiment_name", help=EXPERIMENT_HELP)
     p.add_argument("--run_name", help="MLflow run name (default: the checkpoint dir's name)")
-    p.add_argument("--tracking_uri", help="MLflow tracking URI or SQLite file (default: ./mlflow.db)")
+    p.add_argument("--tracking_uri", help=f"{URI_HELP}; a resumed run keeps the one it started with")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --checkpoint_dir where it stopped"
     )
@@ -45,7 +62,9 @@ def parse_args(argv):
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     p.add_argument("--cache_dir", type=Path, help="decoded-audio cache (default: ~/.cache/tune-codec)")
     add_config_flags(p)
-    return p.parse_args(argv)
+    args = parse(p, argv)
+    args.experiment_name = experiment_name(args.experiment_name)
+    return args
 
 
 def check_checkpoint_dir(folder: Path, config: Config, resume: bool, overwrite: bool) -> None:
@@ -72,43 +91,52 @@ def check_checkpoint_dir(folder: Path, config: Config, resume: bool, overwrite: 
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    quick_http()
+    run_file = args.checkpoint_dir / RUN_FILE
     try:
         base = DEFAULTS
         if args.resume and (args.checkpoint_dir / LAST).exists():
             base = make_config(load_state(args.checkpoint_dir)["config"])  # flags not given keep their values
         config = config_from_args(args, base)
         check_checkpoint_dir(args.checkpoint_dir, config, args.resume, args.overwrite)
+        saved = read_state(run_file) if args.resume and run_file.exists() else {}
+        uri = resolve_tracking_uri(args.tracking_uri or saved.get("tracking_uri"))
+        check_reachable(uri)
         print(f"codec: {config.describe()}")
         data = load_data(args.data_dir, config, args.cache_dir)
     except (ValueError, OSError) as e:  # DataError is a ValueError
-        print(f"train_codec.py: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     print(f"data: {data.summary()}")
-    return run(config, data, args)
+    return run(config, data, args, Outbox(Tracker(uri, args.experiment_name), saved))
 
 
-def run(config: Config, data, args) -> int:
-    tracker = Tracker(args.tracking_uri, args.experiment_name)
+def run(config: Config, data, args, outbox: Outbox) -> int:
+    """Train, logging through the outbox: while MLflow is away, training goes on and updates wait."""
     run_file = args.checkpoint_dir / RUN_FILE
     args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    if args.resume and run_file.exists():
-        run_id = json.loads(run_file.read_text())["run_id"]
-        tracker.reopen(run_id)
+    outbox.state["tracking_uri"] = outbox.tracker.uri
+
+    def send(op: str, *op_args) -> None:
+        outbox.send(op, RUN, *op_args)
+        write_state(run_file, outbox.state)
+
+    if outbox.run_id(RUN):
+        send("reopen")
     else:
         params = {
             **config_params(config),
             "train_files": str(len(data.train_files)),
             "valid_files": str(len(data.valid_files)),
         }
-        run_id = tracker.start(args.run_name or args.checkpoint_dir.resolve().name, params)
-        run_file.write_text(json.dumps({"run_id": run_id, "tracking_uri": tracker.uri}))
-    print(f"mlflow: run {run_id} in experiment {args.experiment_name!r} at {tracker.uri}")
+        send("start", args.run_name or args.checkpoint_dir.resolve().name, params, None, None)
+    run_id = outbox.run_id(RUN) or "(not created yet)"
+    print(f"mlflow: run {run_id} in experiment {args.experiment_name!r} at {outbox.tracker.uri}")
 
     def report(metrics: dict, checkpoint_dir: Path) -> None:
-        tracker.log_metrics(run_id, metrics, step=metrics["epoch"])
+        send("metrics", metrics, metrics["epoch"])
 
-    device = pick_device(args.device)
-    status = "FAILED"
+    status, code, final = "FAILED", 1, None
     try:
         final = train(
             config,
@@ -116,21 +144,22 @@ def run(config: Config, data, args) -> int:
             report,
             checkpoint_dir=args.checkpoint_dir,
             resume_from=args.checkpoint_dir if args.resume else None,
-            device=device,
+            device=pick_device(args.device),
         )
-        status = "FINISHED"
+        status, code = "FINISHED", 0
     except KeyboardInterrupt:
-        status = "KILLED"
+        status, code = "KILLED", 130
         print(f"interrupted; continue with --resume --checkpoint_dir {args.checkpoint_dir}", file=sys.stderr)
-        return 130
     except FloatingPointError as e:
-        print(f"train_codec.py: error: {e}", file=sys.stderr)
-        return 1
+        print(f"{PROG}: error: {e}", file=sys.stderr)
     finally:
-        tracker.log_checkpoint(run_id, args.checkpoint_dir)
-        tracker.finish(run_id, status)
-    print(f"done: best SNR {final['val/best_snr_db']:.2f} dB; checkpoints in {args.checkpoint_dir}")
-    return 0
+        send("checkpoint", str(args.checkpoint_dir))
+        send("finish", status)
+    resend = f"by running {PROG} --resume --checkpoint_dir {args.checkpoint_dir}"
+    code = deliver(outbox, run_file, code, resend, PROG)
+    if final is not None:
+        print(f"done: best SNR {final['val/best_snr_db']:.2f} dB; checkpoints in {args.checkpoint_dir}")
+    return code
 
 
 if __name__ == "__main__":

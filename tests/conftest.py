@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,6 +25,7 @@ from tune_codec.data import CodecData
 from tune_codec.tracking import resolve_tracking_uri
 
 SMOKE = Path(__file__).parent.parent / "search_spaces" / "smoke.yaml"
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # for subprocesses
 
 # A codec small enough to train in a second on a CPU: 8 kHz, hop 4, 64-sample... segments of 256 samples
 TINY = dict(
@@ -82,8 +90,6 @@ def audio_dir(tmp_path):
 @pytest.fixture(scope="session")
 def ray_local():
     """One light local Ray for the whole session (starting one takes seconds)."""
-    import os
-
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -150,3 +156,58 @@ def smoke_search(ray_local, tmp_path_factory):
     return SimpleNamespace(
         root=root, db=db, flags=flags, client=client, parent=parent, children=children, out=out.getvalue()
     )
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 that can be stopped and started again on the same store."""
+
+    def __init__(self, root: Path):
+        self.root, self.port = root, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self):
+        self.root.mkdir(exist_ok=True)
+        argv = [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+            "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1",
+        ]  # fmt: skip
+        log = open(self.root / "server.log", "a")  # noqa: SIM115 - the server owns it
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True, env=ENV)
+        wait_for(self.healthy, 90, "the MLflow server")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = MlflowServer(tmp_path / "server")
+    s.start()
+    yield s
+    s.stop()

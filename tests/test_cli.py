@@ -54,7 +54,7 @@ def test_resume_continues_the_same_mlflow_run(cli_env, tmp_path):
     base, client = cli_env
     ckpt = tmp_path / "ckpt"
     assert train_codec.main([*base, "--checkpoint_dir", str(ckpt), *tiny_flags(num_epochs=1)]) == 0
-    run_id = json.loads((ckpt / train_codec.RUN_FILE).read_text())["run_id"]
+    run_id = json.loads((ckpt / train_codec.RUN_FILE).read_text())["runs"][train_codec.RUN]
     assert train_codec.main([*base, "--checkpoint_dir", str(ckpt), "--resume", "--num_epochs", "3"]) == 0
     (run,) = runs(client)
     assert run.info.run_id == run_id and run.info.status == "FINISHED"

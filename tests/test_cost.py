@@ -3,7 +3,7 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tune_codec import report, run
+from tune_codec import report, run, tracking
 from tune_codec.cost import COST, parse_budget
 from tune_codec.tracking import resolve_tracking_uri
 
@@ -96,7 +96,7 @@ def test_a_spent_budget_launches_no_new_trial_and_lets_the_running_one_finish(sm
     (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert parent.info.status == "FINISHED" and parent.data.params["budget_device_hours"] == "1e-06"
     assert child.data.tags["stop_reason"] == "completed" and child.data.metrics["epoch"] == 3
-    state = json.loads(run.state_path(tmp_path / "ray_results" / "budget").read_text())
+    state = json.loads(tracking.state_path(tmp_path / "ray_results" / "budget").read_text())
     assert state["done"] == [child.data.tags["trial_id"]]
 
     # the report of this search says the same, and that one trial is too few for importances

@@ -4,34 +4,22 @@ that cannot take the checkpoints. Real processes, real Ray nodes, a real MLflow 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tune_codec import run
+from tune_codec import run, tracking
 
-from .conftest import SMOKE, runs_of, space_file
+from .conftest import ENV, SMOKE, free_port, runs_of, space_file, wait_for
 
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 SLOW = dict(config={"num_epochs": 6, "max_steps_per_epoch": 40}, trials=3)  # long enough to hit mid-trial
 EPOCHS = [1, 2, 3, 4, 5, 6]
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def results(folder: Path) -> dict[str, list[dict]]:
@@ -82,7 +70,7 @@ def test_a_killed_driver_resumes_with_the_same_runs_and_checkpoints(
     driver.send_signal(sig)
     assert driver.wait(timeout=120) == code
     parents_before, children_before = runs_of(client)
-    assert len(run.read_state(run.state_path(folder))["done"]) < 3
+    assert len(tracking.read_state(tracking.state_path(folder))["done"]) < 3
     if sig == signal.SIGINT:  # a clean stop closes its runs; after SIGKILL the resume does
         assert all(r.info.status != "RUNNING" for r in parents_before + children_before)
 
@@ -94,6 +82,40 @@ def test_a_killed_driver_resumes_with_the_same_runs_and_checkpoints(
     for trial_dir in (p for p in folder.iterdir() if (p / "result.json").exists()):
         (checkpoint,) = trial_dir.glob("checkpoint_*")  # one kept, complete
         assert torch.load(checkpoint / "last.pt", weights_only=False)["epoch"] == 6
+
+
+def saved_trials(folder: Path) -> set[str]:
+    """The trial ids in Tune's latest saved experiment state: what a resume restores."""
+    latest = max(folder.glob("experiment_state-*.json"))
+    return {json.loads(trial[0])["trial_id"] for trial in json.loads(latest.read_text())["trial_data"]}
+
+
+def test_a_driver_killed_before_tune_saved_a_new_trial_resumes_with_one_run_per_trial(
+    ray_local, search_env, tmp_path
+):
+    flags, client = search_env
+    slow = space_file(tmp_path, "slow", **SLOW, concurrency=1)
+    folder = tmp_path / "ray_results" / "slow"
+
+    def second_trial_started() -> bool:  # its MLflow run is open; Tune saves it at its first checkpoint
+        try:
+            return len(tracking.read_state(tracking.state_path(folder))["logged"]) >= 2
+        except (OSError, ValueError):
+            return False
+
+    driver = subprocess.Popen([sys.executable, "-m", "tune_codec.run", *search(flags, slow)], env=ENV)
+    wait_for(second_trial_started, 240, "the second trial's start")
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=60)
+    logged = set(tracking.read_state(tracking.state_path(folder))["logged"])
+    assert logged - saved_trials(folder)  # a run was opened for a trial that the resume will not have
+    _, children_before = runs_of(client)
+    assert len(children_before) == 2
+
+    assert run.main(search(flags, slow, "--resume")) == 0
+    (parent,), children = runs_of(client)
+    assert parent.info.status == "FINISHED"
+    assert_all_finished_each_epoch_once(client, children)  # exactly one run per trial
 
 
 @pytest.mark.parametrize("max_failures", [1, 0])
@@ -165,52 +187,6 @@ def test_a_lost_node_restarts_its_trial_on_the_surviving_node(search_env, tmp_pa
     assert moved.data.tags["retries"] == "1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 that can be stopped and started again on the same store."""
-
-    def __init__(self, root: Path):
-        self.root, self.port = root, free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-
-    def start(self):
-        self.root.mkdir(exist_ok=True)
-        argv = [
-            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-            "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1",
-        ]  # fmt: skip
-        log = open(self.root / "server.log", "a")  # noqa: SIM115 - the server owns it
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True, env=ENV)
-        wait_for(self.healthy, 90, "the MLflow server")
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-
-@pytest.fixture
-def server(tmp_path):
-    s = MlflowServer(tmp_path / "server")
-    s.start()
-    yield s
-    s.stop()
-
-
 def with_uri(flags, uri):
     flags = list(flags)
     flags[flags.index("--tracking-uri") + 1] = uri
@@ -256,7 +232,7 @@ def test_mlflow_going_away_mid_search_loses_no_update(ray_local, search_env, ser
 def test_mlflow_down_at_the_end_keeps_updates_for_resume(
     ray_local, search_env, server, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr(run, "FINAL_WAIT_S", 1.0)
+    monkeypatch.setattr(tracking, "FINAL_WAIT_S", 1.0)
     flags = with_uri(search_env[0], server.uri)
     slow = space_file(tmp_path, "slow", **SLOW)
     folder = tmp_path / "ray_results" / "slow"
@@ -266,12 +242,12 @@ def test_mlflow_down_at_the_end_keeps_updates_for_resume(
     assert run.main(search(flags, slow)) == 1  # trained, but not all of it is in MLflow yet
     err = capsys.readouterr().err
     assert "still unreachable" in err and "--resume" in err
-    assert run.read_state(run.state_path(folder))["pending"]
+    assert tracking.read_state(tracking.state_path(folder))["pending"]
 
     server.start()
     assert run.main(search(flags, slow, "--resume")) == 0
     assert "queued updates sent" in capsys.readouterr().err
-    assert not run.read_state(run.state_path(folder))["pending"]
+    assert not tracking.read_state(tracking.state_path(folder))["pending"]
     client = MlflowClient(server.uri)
     (parent,), children = runs_of(client)
     assert parent.info.status == "FINISHED" and "best_snr_db" in parent.data.metrics

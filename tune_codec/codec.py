@@ -26,11 +26,12 @@ import soundfile as sf
 import torch
 from mlflow.exceptions import MlflowException
 
+from tune_codec.cli import parse
 from tune_codec.config import Config
 from tune_codec.data import DataError
 from tune_codec.data import decode as read_audio
 from tune_codec.model import Codec
-from tune_codec.tracking import resolve_tracking_uri
+from tune_codec.tracking import URI_HELP, resolve_tracking_uri
 from tune_codec.train import load_codec
 
 FORMAT = "tune-codec codes 1"
@@ -54,10 +55,8 @@ def parse_args(argv):
         c.add_argument("checkpoint", help="best.pt / last.pt, or runs:/RUN_ID/checkpoint/best.pt")
         c.add_argument("input", type=Path, help=src)
         c.add_argument("output", type=Path, help=dst)
-        c.add_argument(
-            "--tracking-uri", help="MLflow tracking URI for a runs:/ checkpoint (default: ./mlflow.db)"
-        )
-    return p.parse_args(argv)
+        c.add_argument("--tracking-uri", help=f"for a runs:/ checkpoint: {URI_HELP}")
+    return parse(p, argv)
 
 
 def open_checkpoint(checkpoint: str, tracking_uri: str | None) -> tuple[Codec, Config]:

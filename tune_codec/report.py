@@ -28,12 +28,22 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from mlflow.entities import Run  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from tune_codec.cli import parse  # noqa: E402
 from tune_codec.config import coerce  # noqa: E402
 from tune_codec.cost import COST, Budget, check_price, describe_budget, describe_cost, dollars  # noqa: E402
 from tune_codec.pages import data_uri, write_page  # noqa: E402
-from tune_codec.run import SEARCH, format_table, is_useful, read_state, state_path  # noqa: E402
+from tune_codec.run import format_table, is_useful  # noqa: E402
 from tune_codec.stopping import SCORE  # noqa: E402
-from tune_codec.tracking import DEFAULT_DB, resolve_tracking_uri  # noqa: E402
+from tune_codec.tracking import (  # noqa: E402
+    DEFAULT_DB,
+    EXPERIMENT_HELP,
+    SEARCH,
+    URI_HELP,
+    experiment_name,
+    read_state,
+    resolve_tracking_uri,
+    state_path,
+)
 
 AT_BEST = ("val/si_sdr_db", "val/range_ratio", "val/rms_ratio")  # read at the epoch of the best SNR
 FIGURES = {
@@ -50,15 +60,17 @@ def parse_args(argv):
         description="Table, parameter importances, plots and cost of a finished search; logged to MLflow.",
     )
     p.add_argument("search", help="search name (the MLflow parent run) or Ray experiment folder")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI or SQLite file (default: ./mlflow.db)")
-    p.add_argument("--experiment-name", default="tune-codec", help="MLflow experiment (default: tune-codec)")
+    p.add_argument("--tracking-uri", help=URI_HELP)
+    p.add_argument("--experiment-name", help=EXPERIMENT_HELP)
     p.add_argument("--out", type=Path, help="output folder (default: reports/SEARCH_NAME)")
     p.add_argument(
         "--price-per-gpu-hour",
         type=float,
         help="dollars per device-hour (default: the price the search was run with, if any)",
     )
-    return p.parse_args(argv)
+    args = parse(p, argv)
+    args.experiment_name = experiment_name(args.experiment_name)
+    return args
 
 
 def find_search(args) -> tuple[MlflowClient, Run, str]:

@@ -23,6 +23,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from tune_codec.cli import parse
 from tune_codec.config import Config, make_config, to_flags
 from tune_codec.cost import (
     COST,
@@ -35,47 +36,37 @@ from tune_codec.cost import (
 )
 from tune_codec.data import CodecData, load_data
 from tune_codec.model import Codec
+from tune_codec.resume import repair_checkpoints
 from tune_codec.space import Space, load_space
 from tune_codec.stopping import REASON, SCORE, CollapseStopper, StopRules, judge
 from tune_codec.tracking import (
+    EXPERIMENT_HELP,
+    SEARCH,
+    URI_HELP,
     Outbox,
     Tracker,
     check_reachable,
     config_params,
+    deliver,
+    experiment_name,
     one_line,
     quick_http,
+    read_state,
     resolve_tracking_uri,
+    state_path,
+    write_state,
 )
 from tune_codec.train import N_CLIPS, train
 
-
-def state_path(folder: Path) -> Path:
-    """The search's MLflow state, beside (not inside) the Ray experiment folder: on restore Ray
-    syncs its folder from a staging copy and would put back a stale file."""
-    return folder.with_name(f"{folder.name}.mlflow_runs.json")
-
-
-def read_state(path: Path) -> dict:
-    """{"name", "runs": {key: run id}, "pending": [MLflow updates not sent yet], "logged": {trial id:
-    last epoch logged}, "done": [trial ids closed], "finished": bool}; the parent run's key is SEARCH."""
-    return json.loads(path.read_text())
-
-
-def write_state(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, path)  # a kill mid-write leaves the previous state
-
-
-SEARCH = "search"  # the parent run's key in the state
+PROG = "python -m tune_codec.run"
+RESEND = "by running the same command with --resume"  # how a search's queued MLflow updates are sent
 BEST_FILE = "best_config.yaml"
-FINAL_WAIT_S = 60.0  # at the end, how long to wait for an unreachable MLflow before giving up
 HELD_FILE = "held.json"  # in a trial's checkpoint: seconds it held its devices, carried over a restore
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
-        prog="python -m tune_codec.run",
+        prog=PROG,
         description="Search a codec's loss weights and learning rate: Ray Tune + Optuna, logged to MLflow.",
     )
     p.add_argument("--space", type=Path, required=True, help="search-space YAML (see search_spaces/)")
@@ -95,8 +86,8 @@ def parse_args(argv):
     p.add_argument(
         "--name", help="search name: Ray experiment and MLflow parent run (default: space file name)"
     )
-    p.add_argument("--experiment-name", default="tune-codec", help="MLflow experiment (default: tune-codec)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI or SQLite file (default: ./mlflow.db)")
+    p.add_argument("--experiment-name", help=EXPERIMENT_HELP)
+    p.add_argument("--tracking-uri", help=URI_HELP)
     p.add_argument("--seed", type=int, default=0, help="Optuna sampler seed (default: 0)")
     p.add_argument(
         "--sampler",
@@ -106,7 +97,9 @@ def parse_args(argv):
         "(a quarter of the trials, 2 to 10); random never does (default: tpe)",
     )
     p.add_argument(
-        "--address", help="existing Ray cluster, e.g. auto or ray://host:10001 (default: start one here)"
+        "--address",
+        help="existing Ray cluster, e.g. auto, 127.0.0.1:6379 or ray://host:10001 "
+        "(default: $RAY_ADDRESS, else start Ray here)",
     )
     p.add_argument("--resume", action="store_true", help="continue the interrupted search of the same name")
     p.add_argument(
@@ -126,7 +119,10 @@ def parse_args(argv):
         "--budget",
         help="launch no new trial once the trials' device-hours reach this: 2h, or 5usd with a price",
     )
-    return p.parse_args(argv)
+    args = parse(p, argv)
+    args.experiment_name = experiment_name(args.experiment_name)
+    args.address = args.address or os.environ.get("RAY_ADDRESS")  # as ray.init() does; ray job submit sets it
+    return args
 
 
 def check_args(args, space: Space) -> tuple[Space, Path]:
@@ -170,17 +166,22 @@ def check_args(args, space: Space) -> tuple[Space, Path]:
 def start_ray(args) -> bool:
     """Connect to --address, or start Ray here unless it already runs in this process; True if started."""
     started = not ray.is_initialized()
-    if started and args.address:
+    if started and args.address:  # a cluster's own settings (CPUs, object store) are its own
         ray.init(address=args.address, log_to_driver=False)
     elif started:  # light settings for a laptop
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(
+            address="local",  # a new Ray here, even where `ray start` runs (--address auto joins that)
             num_cpus=os.cpu_count(),
             include_dashboard=False,
             object_store_memory=200 * 2**20,
             log_to_driver=False,
         )
     have = ray.cluster_resources()
+    if args.address:
+        nodes = sum(node["Alive"] for node in ray.nodes())
+        cpus, gpus = have.get("CPU", 0), have.get("GPU", 0)
+        print(f"ray: joined {args.address}: {nodes} nodes, {cpus:g} CPUs, {gpus:g} GPUs")
     for name, want in (("CPU", args.cpus_per_trial), ("GPU", args.gpus_per_trial)):
         if want > have.get(name, 0):
             if started:
@@ -287,7 +288,21 @@ class MlflowTrials(tune.Callback):
         return self._outbox
 
     def __getstate__(self):  # pickled with the Tuner's state: keep the settings, not the client
-        return {k: v for k, v in self.__dict__.items() if k != "_outbox"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_outbox", "_seen_all")}
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        """Once, with every trial Tune knows (all restored ones on a resume): a run opened for a trial
+        that Tune never saved, before the driver was killed, belongs to no trial, so it is deleted."""
+        if self.__dict__.get("_seen_all"):
+            return
+        self._seen_all = True
+        known = {trial.trial_id for trial in trials}
+        state = self.outbox.state
+        for trial_id in [t for t in state["logged"] if t not in known]:
+            del state["logged"][trial_id]
+            state["done"] = [t for t in state["done"] if t != trial_id]
+            self.outbox.send("delete", trial_id)
+        write_state(self.state_file, self.outbox.state)
 
     def send(self, op: str, trial, *args) -> None:
         self.outbox.send(op, trial.trial_id, *args)
@@ -414,7 +429,7 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
         state = read_state(state_file)
         outbox = Outbox(tracker, state)
         if state.get("finished"):  # only MLflow updates were left to send
-            return deliver(outbox, state_file, 0)
+            return deliver(outbox, state_file, 0, RESEND, PROG)
         outbox.send("reopen", SEARCH)
     else:
         folder.mkdir(parents=True, exist_ok=True)
@@ -456,6 +471,10 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
     if args.resume:
+        for line in repair_checkpoints(folder):
+            print(
+                f"resume: the saved state named a checkpoint deleted before the kill; {line}", file=sys.stderr
+            )
         tuner = tune.Tuner.restore(
             str(folder), trainable, resume_errored=True, param_space=space.param_space()
         )
@@ -465,6 +484,8 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
             if space.asha
             else None
         )
+        asha = ", ".join(f"{k} {v}" for k, v in space.asha.items()) if space.asha else "off"
+        print(f"asha: {asha}")
         tuner = tune.Tuner(
             trainable,
             param_space=space.param_space(),
@@ -537,25 +558,7 @@ def close_search(tracker, state_file: Path, status: str, code: int, summary, fol
             outbox.send("artifact", SEARCH, str(folder / BEST_FILE))
         state["finished"] = True
     outbox.send("finish", SEARCH, status)
-    return deliver(outbox, state_file, code)
-
-
-def deliver(outbox: Outbox, state_file: Path, code: int) -> int:
-    """Send what MLflow has not taken yet, waiting a while for it; say clearly what could not be sent."""
-    sent = outbox.flush(wait_s=FINAL_WAIT_S)
-    try:
-        write_state(state_file, outbox.state)
-    except OSError as e:  # what was sent is in MLflow; what was not is listed below
-        print(f"tune_codec.run: cannot save {state_file} ({one_line(e)})", file=sys.stderr)
-    if not sent:
-        print(
-            f"mlflow: {outbox.tracker.uri} still unreachable; {len(outbox.state['pending'])} updates "
-            f"not logged yet are kept in {state_file}; send them by running the same command with --resume",
-            file=sys.stderr,
-        )
-    if outbox.refused:
-        print(f"mlflow: {len(outbox.refused)} updates refused: {'; '.join(outbox.refused)}", file=sys.stderr)
-    return code if sent and not outbox.refused else max(code, 1)
+    return deliver(outbox, state_file, code, RESEND, PROG)
 
 
 @dataclasses.dataclass

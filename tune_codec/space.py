@@ -5,7 +5,7 @@ trials: 12                    # trials Optuna proposes
 concurrency: 2                # trials running at once
 config: {num_epochs: 12}      # fixed for every trial (any config field)
 stop: {grace_epochs: 3, range_ratio: [0.5, 2.0], min_perplexity: 2.0, penalty_db: -30}
-asha: {grace_period: 4, reduction_factor: 2}   # or `asha: off`
+asha: {grace_period: 4, reduction_factor: 2}   # or `asha: off`; off by default below 4 epochs
 search:                       # config field -> distribution
   rms_weight: {loguniform: [1, 100]}
   mel_weight: {categorical: [0, 1]}
@@ -204,6 +204,8 @@ def parse_asha(raw, max_epochs: int) -> dict | None:
         raise SpaceError(f"asha: {raw!r} (allowed: off, or keys {', '.join(allowed)})")
     settings = {**allowed, **raw}
     grace, factor = settings["grace_period"], settings["reduction_factor"]
+    if "grace_period" not in raw and grace >= max_epochs:  # the default leaves ASHA no epoch to stop at
+        return None
     if not (isinstance(grace, int) and 1 <= grace <= max_epochs):
         raise SpaceError(f"asha.grace_period: {grace!r} must be an int from 1 to num_epochs ({max_epochs})")
     if not (isinstance(factor, int | float) and factor > 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -19,6 +20,11 @@ from tune_codec.config import Config
 from tune_codec.train import BEST, SAMPLES
 
 DEFAULT_DB = "mlflow.db"  # what `mlflow ui` opens when started in the same folder
+DEFAULT_EXPERIMENT = "tune-codec"
+FINAL_WAIT_S = 60.0  # at the end of a run or search, how long to wait for an unreachable MLflow
+# MLflow's own environment variables, honoured between a flag and the default as MLflow does
+URI_HELP = f"MLflow tracking URI or SQLite file (default: $MLFLOW_TRACKING_URI, else ./{DEFAULT_DB})"
+EXPERIMENT_HELP = f"MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else {DEFAULT_EXPERIMENT})"
 
 logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migration chatter on first use
 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a line per retry while MLflow is down
@@ -42,13 +48,19 @@ def one_line(error: BaseException | str) -> str:
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
-    """An absolute URI: trials run in other working directories than the driver."""
-    uri = uri or DEFAULT_DB
+    """The flag, else $MLFLOW_TRACKING_URI, else ./mlflow.db, made absolute: trials run in other working
+    directories than the driver."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_DB
     if "://" not in uri:  # a plain path is a SQLite file
         return f"sqlite:///{Path(uri).resolve()}"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
     return uri
+
+
+def experiment_name(name: str | None) -> str:
+    """The flag, else $MLFLOW_EXPERIMENT_NAME, else tune-codec."""
+    return name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
 
 
 def config_params(config: Config) -> dict[str, str]:
@@ -140,7 +152,7 @@ class Outbox:
     def send(self, op: str, key: str, *args) -> None:
         """Queue one update: start (name, params, tags, parent key), reopen, metrics (metrics, step),
         tags (tags), checkpoint (folder), text (text, file name), artifact (path),
-        finish (status, tags)."""
+        finish (status, tags), delete."""
         self.state["pending"].append([op, key, *args])
         self.flush()
 
@@ -206,6 +218,7 @@ class Outbox:
             "text": t.client.log_text,
             "artifact": t.client.log_artifact,
             "finish": t.finish,
+            "delete": t.client.delete_run,
         }[op](run_id, *args)
 
 
@@ -221,3 +234,43 @@ def check_reachable(uri: str) -> None:
         MlflowClient(uri).search_experiments(max_results=1)
     except UNREACHABLE as e:
         raise ValueError(f"cannot reach MLflow at {uri}: {one_line(e)}") from None
+
+
+SEARCH = "search"  # the parent run's key in a search's state
+
+
+def state_path(folder: Path) -> Path:
+    """A search's MLflow state, beside (not inside) its Ray experiment folder: on restore Ray syncs its
+    folder from a staging copy and would put back a stale file."""
+    return folder.with_name(f"{folder.name}.mlflow_runs.json")
+
+
+def read_state(path: Path) -> dict:
+    """An Outbox's state as saved by write_state. A search's also has "name", "logged" {trial id: last
+    epoch logged}, "done" [trial ids closed] and "finished"; its parent run's key is SEARCH."""
+    return json.loads(path.read_text())
+
+
+def write_state(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)  # a kill mid-write leaves the previous state
+
+
+def deliver(outbox: Outbox, state_file: Path, code: int, how_to_send: str, prog: str) -> int:
+    """Send what MLflow has not taken yet, waiting a while for it; say clearly what could not be sent.
+    Returns code, or at least 1 when updates are left or were refused."""
+    sent = outbox.flush(wait_s=FINAL_WAIT_S)
+    try:
+        write_state(state_file, outbox.state)
+    except OSError as e:  # what was sent is in MLflow; what was not is listed below
+        print(f"{prog}: cannot save {state_file} ({one_line(e)})", file=sys.stderr)
+    if not sent:
+        print(
+            f"mlflow: {outbox.tracker.uri} still unreachable; {len(outbox.state['pending'])} updates "
+            f"not logged yet are kept in {state_file}; send them {how_to_send}",
+            file=sys.stderr,
+        )
+    if outbox.refused:
+        print(f"mlflow: {len(outbox.refused)} updates refused: {'; '.join(outbox.refused)}", file=sys.stderr)
+    return code if sent and not outbox.refused else max(code, 1)

@@ -82,13 +82,14 @@ def train(
     model = Codec(config).to(device)
     loss_fn = CodecLoss(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    start, best, train_s = 0, -math.inf, 0.0
+    start, best, train_s, metrics = 0, -math.inf, 0.0, {}
     if resume_from is not None:
         state = load_state(resume_from)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         start, best, train_s = state["epoch"], state["best_snr_db"], state["train_s"]
+        metrics = state["metrics"]  # what a run that has no epoch left returns
 
     with warnings.catch_warnings():  # in a search the arrays are read-only views of Ray's object store
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
@@ -97,7 +98,6 @@ def train(
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
     autocast = config.bf16 and device.type == "cuda"
-    metrics: dict = {}
     for epoch in range(start, config.num_epochs):
         model.train()
         # shuffling depends on (seed, epoch) only, so a resumed run sees the same batches

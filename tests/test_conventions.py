@@ -1,0 +1,196 @@
+"""What users of MLflow and Ray already have configured: MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME,
+RAY_ADDRESS and `ray job submit`; datasets made of symlinked folders; flags in either spelling; space
+defaults that never fail a space."""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+import train_codec
+from tune_codec import codec, report, run
+from tune_codec.data import find_audio, load_corpus
+from tune_codec.space import SpaceError, parse_space
+from tune_codec.tracking import resolve_tracking_uri
+
+from .conftest import ENV, SMOKE, free_port, runs_of, write_speechlike
+from .test_cli import tiny_flags
+
+
+def test_the_tracking_uri_is_the_flag_then_the_environment_then_mlflow_db(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
+    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path / 'env.db'}"
+    assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_every_command_honours_mlflow_environment_variables(
+    ray_local, audio_dir, tmp_path, monkeypatch, capsys
+):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    store = tmp_path / "store" / "env.db"
+    store.parent.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
+    data = ["--cache-dir", str(tmp_path / "cache"), "--data-dir", str(audio_dir)]
+
+    assert train_codec.main([*data, "--checkpoint_dir", str(tmp_path / "ckpt"), *tiny_flags()]) == 0
+    argv = ["--space", str(SMOKE), "--storage-path", str(tmp_path / "ray_results"), *data]
+    assert run.main(argv) == 0
+    assert report.main(["smoke", "--out", str(tmp_path / "report")]) == 0
+    client = MlflowClient(f"sqlite:///{store}")
+    (parent,), children = runs_of(client, "from-env")
+    assert len(children) == 3 and parent.info.run_name == "smoke"
+    single = [r for r in client.search_runs([parent.info.experiment_id]) if r.info.run_name == "ckpt"]
+    assert len(single) == 1 and single[0].info.status == "FINISHED"
+    best = max(children, key=lambda c: c.data.metrics["val/best_snr_db"])
+    out = tmp_path / "x.codes"
+    checkpoint = f"runs:/{best.info.run_id}/checkpoint/best.pt"
+    assert codec.main(["encode", checkpoint, str(audio_dir / "c0.ogg"), str(out)]) == 0
+    assert out.stat().st_size > 0
+    assert not (work / "mlflow.db").exists()  # nothing went silently to a local store
+    assert f"at sqlite:///{store}" in capsys.readouterr().out
+
+    # a flag beats the environment
+    ckpt = tmp_path / "ckpt2"
+    assert (
+        train_codec.main([*data, "--checkpoint_dir", str(ckpt), "--experiment_name", "flag", *tiny_flags()])
+        == 0
+    )
+    assert len(client.search_runs([client.get_experiment_by_name("flag").experiment_id])) == 1
+
+
+def test_flags_are_accepted_in_either_spelling(tmp_path):
+    train = train_codec.parse_args(["--data-dir", "d", "--checkpoint-dir", "c", "--learning-rate", "0.01"])
+    assert (train.data_dir, train.checkpoint_dir, train.learning_rate) == (Path("d"), Path("c"), "0.01")
+    search = run.parse_args(
+        ["--space", "s.yaml", "--data_dir", "d", "--storage_path=r", "--gpus_per_trial", "1"]
+    )
+    assert (search.data_dir, search.storage_path, search.gpus_per_trial) == (Path("d"), Path("r"), 1.0)
+    assert (
+        codec.parse_args(["encode", "best.pt", "a.wav", "a.codes", "--tracking_uri", "u"]).tracking_uri == "u"
+    )
+    assert report.parse_args(["s", "--experiment_name", "e"]).experiment_name == "e"
+
+
+def test_help_says_both_spellings_work(capsys):
+    with pytest.raises(SystemExit):
+        train_codec.parse_args(["--help"])
+    assert "(--data-dir is --data_dir)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_symlinked_folders_are_followed_and_loops_read_once(tmp_path, caplog):
+    real = tmp_path / "real"
+    for speaker in ("a", "b"):
+        for i in range(2):
+            write_speechlike(real / speaker / f"{i}.wav", 0.5, 8000, seed=i)
+    root = tmp_path / "dataset"
+    root.mkdir()
+    (root / "speaker_a").symlink_to(real / "a", target_is_directory=True)
+    (root / "speaker_b").symlink_to(real / "b", target_is_directory=True)
+    (root / "speaker_a" / "up").symlink_to(root, target_is_directory=True)  # a loop
+    (root / "zz_copy").symlink_to(real / "b", target_is_directory=True)  # a second way to the same folder
+
+    with caplog.at_level(logging.WARNING, logger="tune_codec.data"):
+        found = find_audio(root)
+    assert [str(p.relative_to(root)) for p in found] == [
+        "speaker_a/0.wav",
+        "speaker_a/1.wav",
+        "speaker_b/0.wav",
+        "speaker_b/1.wav",
+    ]
+    assert "already read" in caplog.text and "zz_copy" in caplog.text and "up" in caplog.text
+    corpus = load_corpus(root, 8000, tmp_path / "cache")
+    assert sorted(corpus.audio) == [
+        "speaker_a/0.wav",
+        "speaker_a/1.wav",
+        "speaker_b/0.wav",
+        "speaker_b/1.wav",
+    ]
+
+
+def test_a_default_never_fails_a_space_but_a_written_value_does():
+    assert (
+        parse_space({"config": {"num_epochs": 1}, "search": {"rms_weight": {"uniform": [1, 20]}}}).asha
+        is None
+    )
+    four = parse_space({"config": {"num_epochs": 4}, "search": {"rms_weight": {"uniform": [1, 20]}}})
+    assert four.asha == {"grace_period": 3, "reduction_factor": 2}
+    with pytest.raises(SpaceError, match="grace_period: 3 must be an int from 1 to num_epochs"):
+        parse_space(
+            {
+                "config": {"num_epochs": 1},
+                "asha": {"grace_period": 3},
+                "search": {"rms_weight": {"uniform": [1, 2]}},
+            }
+        )
+
+
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command of this environment
+
+
+def free_ports(n: int) -> list[int]:
+    return [free_port() for _ in range(n)]
+
+
+@pytest.fixture
+def ray_cluster():
+    """A real cluster started with `ray start --head`, with its own ports and temp dir."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = {**ENV, "PATH": f"{venv_bin}{os.pathsep}{ENV.get('PATH', '')}"}
+    env.pop("RAY_ADDRESS", None)
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    gcs, dashboard, agent, agent_grpc, metrics, runtime_env = free_ports(6)
+    subprocess.run(
+        [
+            *RAY, "start", "--head", "--port", str(gcs), "--num-cpus", "2", "--temp-dir", temp,
+            "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+            "--dashboard-port", str(dashboard),
+            "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
+            "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(runtime_env),
+            "--object-store-memory", str(100 * 2**20), "--disable-usage-stats",
+        ],
+        env=env, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    try:
+        yield {"address": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dashboard}", "env": env}
+    finally:  # `ray stop` would stop every Ray on the machine, the tests' own among them
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if temp.encode() in cmdline.read_bytes():
+                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
+            except OSError:  # gone already
+                pass
+
+
+def test_ray_address_and_ray_job_submit_join_a_cluster_started_with_ray_start(
+    ray_cluster, search_env, tmp_path
+):
+    flags, client = search_env
+    argv = ["-m", "tune_codec.run", "--space", str(SMOKE), *flags]
+    env = {**ray_cluster["env"], "RAY_ADDRESS": ray_cluster["address"]}
+    done = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"ray: joined {ray_cluster['address']}: 1 nodes, 2 CPUs" in done.stdout
+
+    job = subprocess.run(
+        [*RAY, "job", "submit", "--address", ray_cluster["dashboard"], "--",
+         "python", *argv, "--name", "submitted"],
+        env=ray_cluster["env"], capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-2000:]
+    assert "ray: joined" in job.stdout and "succeeded" in job.stdout
+    searches = {p.info.run_name: p for p in runs_of(client)[0]}
+    assert set(searches) == {"smoke", "submitted"}
+    assert all(p.info.status == "FINISHED" for p in searches.values())
+    assert len(runs_of(client)[1]) == 6
