@@ -100,10 +100,10 @@ def main(argv=None) -> int:
         config = config_from_args(args, base)
         check_checkpoint_dir(args.checkpoint_dir, config, args.resume, args.overwrite)
         saved = read_state(run_file) if args.resume and run_file.exists() else {}
-        uri = resolve_tracking_uri(args.tracking_uri or saved.get("tracking_uri"))
-        check_reachable(uri)
         print(f"codec: {config.describe()}")
         data = load_data(args.data_dir, config, args.cache_dir)
+        uri = resolve_tracking_uri(args.tracking_uri or saved.get("tracking_uri"))
+        check_reachable(uri)  # after the data, as the search does: a bad data dir writes no mlflow.db
     except (ValueError, OSError) as e:  # DataError is a ValueError
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
