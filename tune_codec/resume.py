@@ -24,7 +24,10 @@ def repair_checkpoints(folder: Path) -> list[str]:
     states = sorted(folder.glob("experiment_state-*.json"))  # Tune restores the newest
     if not states:
         return []
-    state = json.loads(states[-1].read_text())
+    try:
+        state = json.loads(states[-1].read_text())
+    except (OSError, ValueError):  # half-written (a full disk): Tune's restore says what it makes of it
+        return []
     repaired = []
     for entry in state["trial_data"]:  # [trial json, run metadata json]
         metadata = _TrainingRunMetadata.from_json_state(entry[1])
