@@ -8,8 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from tune_codec.checkpoint import LAST, load_state
 from tune_codec.cli import parse
-from tune_codec.config import DEFAULTS, Config, add_config_flags, config_from_args, make_config
+from tune_codec.config import DEFAULTS, Config, UsageError, add_config_flags, config_from_args, make_config
 from tune_codec.data import load_data
 from tune_codec.tracking import (
     EXPERIMENT_HELP,
@@ -25,7 +26,7 @@ from tune_codec.tracking import (
     resolve_tracking_uri,
     write_state,
 )
-from tune_codec.train import LAST, load_state, pick_device, train
+from tune_codec.train import pick_device, train
 
 PROG = "train_codec.py"
 # the run's MLflow id and the updates MLflow has not taken yet (an Outbox's state), kept with the
@@ -71,7 +72,7 @@ def check_checkpoint_dir(folder: Path, config: Config, resume: bool, overwrite: 
     """Refuse to mix runs: resuming needs a run of the same config, starting needs an empty slot."""
     has_run = (folder / LAST).exists()
     if resume and not has_run:
-        raise ValueError(f"--resume: no {LAST} in checkpoint dir {str(folder)!r}")
+        raise UsageError(f"--resume: no {LAST} in checkpoint dir {str(folder)!r}")
     if resume:
         saved = make_config(load_state(folder)["config"])
         diff = [
@@ -80,9 +81,9 @@ def check_checkpoint_dir(folder: Path, config: Config, resume: bool, overwrite: 
             if f != "num_epochs" and getattr(config, f) != getattr(saved, f)
         ]
         if diff:
-            raise ValueError(f"--resume: config differs from the run in {str(folder)!r}: {', '.join(diff)}")
+            raise UsageError(f"--resume: config differs from the run in {str(folder)!r}: {', '.join(diff)}")
     elif has_run and not overwrite:
-        raise ValueError(
+        raise UsageError(
             f"checkpoint dir {str(folder)!r} already holds a run; pass --resume to continue it "
             "or --overwrite to start over"
         )
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
         data = load_data(args.data_dir, config, args.cache_dir)
         uri = resolve_tracking_uri(args.tracking_uri or saved.get("tracking_uri"))
         check_reachable(uri)  # after the data, as the search does: a bad data dir writes no mlflow.db
-    except (ValueError, OSError) as e:  # DataError is a ValueError
+    except (UsageError, OSError) as e:  # a bug keeps its traceback
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     print(f"data: {data.summary()}")

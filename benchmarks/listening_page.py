@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tune_codec.checkpoint import N_CLIPS
 from tune_codec.config import DEFAULTS
 from tune_codec.data import DEMO_CORPUS, decode
 from tune_codec.samples import (
@@ -27,7 +28,6 @@ from tune_codec.samples import (
     write_listening_page,
     write_samples,
 )
-from tune_codec.train import N_CLIPS
 
 
 def median_ms(fn, repeats: int) -> float:

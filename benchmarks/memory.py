@@ -90,8 +90,9 @@ def drive(mode: str, trials: int, corpus: Path, work: Path) -> None:
 
     from tune_codec.config import DEFAULTS
     from tune_codec.data import load_data
-    from tune_codec.run import start_ray, trial
+    from tune_codec.search import start_ray
     from tune_codec.stopping import StopRules
+    from tune_codec.trial import trial
 
     config = {"num_epochs": 1, "max_steps_per_epoch": 4}
     cache = work / "cache"

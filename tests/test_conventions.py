@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import train_codec
-from tune_codec import codec, report, run
+from tune_codec import codec, report, run, search
 from tune_codec.data import find_audio, load_corpus
 from tune_codec.space import SpaceError, parse_space
 from tune_codec.tracking import resolve_tracking_uri
@@ -73,10 +73,10 @@ def test_every_command_honours_mlflow_environment_variables(
 def test_flags_are_accepted_in_either_spelling(tmp_path):
     train = train_codec.parse_args(["--data-dir", "d", "--checkpoint-dir", "c", "--learning-rate", "0.01"])
     assert (train.data_dir, train.checkpoint_dir, train.learning_rate) == (Path("d"), Path("c"), "0.01")
-    search = run.parse_args(
+    driver = search.parse_args(
         ["--space", "s.yaml", "--data_dir", "d", "--storage_path=r", "--gpus_per_trial", "1"]
     )
-    assert (search.data_dir, search.storage_path, search.gpus_per_trial) == (Path("d"), Path("r"), 1.0)
+    assert (driver.data_dir, driver.storage_path, driver.gpus_per_trial) == (Path("d"), Path("r"), 1.0)
     assert (
         codec.parse_args(["encode", "best.pt", "a.wav", "a.codes", "--tracking_uri", "u"]).tracking_uri == "u"
     )

@@ -161,5 +161,5 @@ def test_every_usable_kind_of_file_trains_and_every_other_is_skipped_with_its_re
         audio = corpus.audio[name]
         assert audio.ndim == 1 and len(audio) == pytest.approx(16000, abs=2), name
         assert abs(audio.mean()) < 0.01 and 0.1 < np.abs(audio).max() <= 1.5, name
-    metrics = train(config, data, checkpoint_dir=tmp_path / "ckpt", progress=False, echo=lambda _: None)
+    metrics = train(config, data, checkpoint_dir=tmp_path / "ckpt", quiet=True)
     assert np.isfinite(metrics["loss/total"]) and np.isfinite(metrics["val/snr_db"])

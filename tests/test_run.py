@@ -2,7 +2,7 @@ import optuna
 import pytest
 import yaml
 
-from tune_codec import run
+from tune_codec import run, summary, trial
 from tune_codec.config import make_config
 
 from .conftest import SMOKE, runs_of, space_file
@@ -28,7 +28,7 @@ def test_smoke_search_records_a_tree_of_runs_and_the_best_config(ray_local, sear
     assert any(
         c.data.params["rms_weight"] == "10.0" and c.data.params["learning_rate"] == "0.003" for c in children
     )
-    best_file = tmp_path / "ray_results" / "smoke" / run.BEST_FILE
+    best_file = tmp_path / "ray_results" / "smoke" / summary.BEST_FILE
     best = make_config(yaml.safe_load(best_file.read_text()))
     best_snr = max(c.data.metrics["val/best_snr_db"] for c in children)
     assert parent.data.metrics["best_snr_db"] == pytest.approx(best_snr)
@@ -91,6 +91,6 @@ def proposals(sampler, n: int) -> list[float]:
 
 @pytest.mark.parametrize("trials, random_first", [(3, 2), (8, 2), (24, 6), (200, 10)])
 def test_tpe_learns_after_a_quarter_of_the_trials(trials, random_first):
-    tpe = proposals(run.make_sampler("tpe", 0, trials), random_first + 1)
-    random = proposals(run.make_sampler("random", 0, trials), random_first + 1)
+    tpe = proposals(trial.make_sampler("tpe", 0, trials), random_first + 1)
+    random = proposals(trial.make_sampler("random", 0, trials), random_first + 1)
     assert tpe[:random_first] == random[:random_first] and tpe[random_first] != random[random_first]

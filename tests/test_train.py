@@ -5,12 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from tune_codec.checkpoint import BEST, LAST, SAMPLES, load_codec, load_state
 from tune_codec.data import CodecData
-from tune_codec.train import BEST, LAST, SAMPLES, load_codec, load_state, train
-
-
-def quiet(_):
-    pass
+from tune_codec.train import train
 
 
 def test_tiny_training_reports_finite_falling_loss_and_writes_checkpoints(tiny_config, tiny_data, tmp_path):
@@ -21,8 +18,7 @@ def test_tiny_training_reports_finite_falling_loss_and_writes_checkpoints(tiny_c
         tiny_data,
         lambda m, d: reports.append((m, d)),
         checkpoint_dir=tmp_path,
-        progress=False,
-        echo=quiet,
+        quiet=True,
     )
     losses = [m["loss/total"] for m, _ in reports]
     assert [m["epoch"] for m, _ in reports] == [1, 2, 3, 4]
@@ -45,16 +41,15 @@ def test_tiny_training_reports_finite_falling_loss_and_writes_checkpoints(tiny_c
 
 
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_config, tiny_data, tmp_path):
-    straight = train(tiny_config, tiny_data, checkpoint_dir=tmp_path / "a", progress=False, echo=quiet)
+    straight = train(tiny_config, tiny_data, checkpoint_dir=tmp_path / "a", quiet=True)
     first = replace(tiny_config, num_epochs=1)
-    train(first, tiny_data, checkpoint_dir=tmp_path / "b", progress=False, echo=quiet)
+    train(first, tiny_data, checkpoint_dir=tmp_path / "b", quiet=True)
     resumed = train(
         tiny_config,
         tiny_data,
         checkpoint_dir=tmp_path / "b",
         resume_from=tmp_path / "b",
-        progress=False,
-        echo=quiet,
+        quiet=True,
     )
     a, b = load_state(tmp_path / "a"), load_state(tmp_path / "b")
     assert a["epoch"] == b["epoch"] == tiny_config.num_epochs
@@ -66,10 +61,10 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_config, ti
 def test_non_finite_loss_raises(tiny_config, tiny_data, tmp_path):
     bad = CodecData(np.full_like(tiny_data.train, np.nan), tiny_data.valid, 8000, ["a"], ["b"])
     with pytest.raises(FloatingPointError, match="non-finite loss at epoch 1 step 1"):
-        train(tiny_config, bad, checkpoint_dir=tmp_path, progress=False, echo=quiet)
+        train(tiny_config, bad, checkpoint_dir=tmp_path, quiet=True)
 
 
 def test_data_that_does_not_fit_the_config_is_refused(tiny_config, tiny_data, tmp_path):
     other = replace(tiny_config, segment_seconds=0.1)
     with pytest.raises(ValueError, match="config wants"):
-        train(other, tiny_data, checkpoint_dir=tmp_path, progress=False, echo=quiet)
+        train(other, tiny_data, checkpoint_dir=tmp_path, quiet=True)

@@ -26,13 +26,13 @@ import soundfile as sf
 import torch
 from mlflow.exceptions import MlflowException
 
+from tune_codec.checkpoint import load_codec
 from tune_codec.cli import parse
-from tune_codec.config import Config
+from tune_codec.config import Config, UsageError
 from tune_codec.data import DataError
 from tune_codec.data import decode as read_audio
 from tune_codec.model import Codec
 from tune_codec.tracking import URI_HELP, resolve_tracking_uri
-from tune_codec.train import load_codec
 
 FORMAT = "tune-codec codes 1"
 CHUNK_SECONDS = 30  # encode and decode long files in pieces of this length: bounded memory
@@ -71,17 +71,13 @@ def open_checkpoint(checkpoint: str, tracking_uri: str | None) -> tuple[Codec, C
                 )
             )
         except (MlflowException, OSError) as e:
-            raise ValueError(f"checkpoint {checkpoint!r}: {str(e).splitlines()[0]}") from None
+            raise UsageError(f"checkpoint {checkpoint!r}: {str(e).splitlines()[0]}") from None
     if not path.is_file():
-        raise ValueError(f"checkpoint {checkpoint!r} does not exist")
+        raise UsageError(f"checkpoint {checkpoint!r} does not exist")
     try:
         return load_codec(path)
     except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError):
-        raise ValueError(f"checkpoint {checkpoint!r} is not a tune-codec best.pt or last.pt") from None
-
-
-def bits(config: Config) -> int:
-    return math.ceil(math.log2(config.codebook_size))
+        raise UsageError(f"checkpoint {checkpoint!r} is not a tune-codec best.pt or last.pt") from None
 
 
 def model_hash(model: Codec) -> str:
@@ -135,7 +131,7 @@ def encode(model: Codec, config: Config, source: Path, target: Path) -> str:
         "frames": frames,
     }
     with open(target, "wb") as f:  # np.savez would append .npz to the name
-        np.savez(f, codes=pack(codes.numpy(), bits(config)), header=json.dumps(header))
+        np.savez(f, codes=pack(codes.numpy(), config.bits_per_code), header=json.dumps(header))
     size = target.stat().st_size
     return (
         f"encoded {source} ({info.samplerate} Hz, {info.channels}-channel) -> {target}: "
@@ -151,16 +147,16 @@ def decode(model: Codec, config: Config, source: Path, target: Path) -> str:
         with np.load(source) as z:
             header, packed = json.loads(str(z["header"])), z["codes"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        raise ValueError(f"{str(source)!r} is not a codes file written by `encode`") from None
+        raise UsageError(f"{str(source)!r} is not a codes file written by `encode`") from None
     if header.get("format") != FORMAT:
-        raise ValueError(f"{str(source)!r}: format {header.get('format')!r}, expected {FORMAT!r}")
+        raise UsageError(f"{str(source)!r}: format {header.get('format')!r}, expected {FORMAT!r}")
     if header["model"] != model_hash(model):
-        raise ValueError(
+        raise UsageError(
             f"{str(source)!r} was encoded by model {header['model']}, not by this checkpoint "
             f"(model {model_hash(model)}, {config.describe()}): decode it with the checkpoint that encoded it"
         )
     frames = header["frames"]
-    codes = torch.from_numpy(unpack(packed, bits(config), (config.n_codebooks, frames)))
+    codes = torch.from_numpy(unpack(packed, config.bits_per_code, (config.n_codebooks, frames)))
     chunk = CHUNK_SECONDS * config.sample_rate // config.hop
     y = torch.cat([model.decode(codes[None, :, i : i + chunk]) for i in range(0, frames, chunk)], -1)
     audio = y[0, 0, : header["samples"]].numpy()
@@ -172,11 +168,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         if not args.output.parent.is_dir():
-            raise ValueError(f"output folder {str(args.output.parent)!r} does not exist")
+            raise UsageError(f"output folder {str(args.output.parent)!r} does not exist")
         model, config = open_checkpoint(args.checkpoint, args.tracking_uri)
         step = encode if args.command == "encode" else decode
         print(step(model, config, args.input, args.output))
-    except (ValueError, OSError) as e:  # DataError is a ValueError
+    except (UsageError, OSError) as e:  # a bug keeps its traceback
         print(f"tune_codec.codec: error: {e}", file=sys.stderr)
         return 2
     return 0

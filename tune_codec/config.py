@@ -9,6 +9,16 @@ import math
 import re
 from dataclasses import dataclass, fields
 
+
+class UsageError(ValueError):
+    """An error the user caused (a bad flag, file, space or setting): the command lines print it as one
+    line and exit 2. Anything else keeps its traceback."""
+
+
+class ConfigError(UsageError):
+    """A config value that is not allowed; the message names the field and what is allowed."""
+
+
 # Loss term name -> the Config field that weights it (the one place the names meet).
 LOSS_WEIGHTS = {
     "rec/l1": "l1_weight",
@@ -33,7 +43,7 @@ class Config:
     latent_dim: int = 64  # dimension of each latent frame (and of each codeword)
     # residual vector quantizer
     n_codebooks: int = 4  # residual stages
-    codebook_size: int = 256  # codewords per stage; bits per stage = log2(size)
+    codebook_size: int = 256  # codewords per stage; bits per code = log2(size), rounded up
     ema_decay: float = 0.9  # EMA rate of the codebook updates; short runs need it fast
     dead_code_threshold: float = 1.0  # codes with EMA usage (vectors per batch) below this are restarted
     kmeans_iters: int = 10  # k-means steps for the codebook init on the first batch
@@ -55,7 +65,7 @@ class Config:
     def __post_init__(self):
         problems = _problems(self)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError("; ".join(problems))
 
     @property
     def hop(self) -> int:
@@ -63,9 +73,14 @@ class Config:
         return math.prod(self.strides)
 
     @property
+    def bits_per_code(self) -> int:
+        """Bits each code is stored in: log2(codebook_size), rounded up."""
+        return math.ceil(math.log2(self.codebook_size))
+
+    @property
     def bitrate(self) -> float:
-        """Bits per second of the codes."""
-        return self.sample_rate / self.hop * self.n_codebooks * math.log2(self.codebook_size)
+        """Bits per second of the codes as stored."""
+        return self.sample_rate / self.hop * self.n_codebooks * self.bits_per_code
 
     @property
     def compression(self) -> float:
@@ -79,7 +94,7 @@ class Config:
 
     def describe(self) -> str:
         return (
-            f"{self.bitrate / 1000:g} kbps ({self.n_codebooks} x {math.log2(self.codebook_size):g}"
+            f"{self.bitrate / 1000:g} kbps ({self.n_codebooks} x {self.bits_per_code}"
             f" bits at {self.sample_rate / self.hop:g} frames/s), "
             f"{self.compression:g}x compression of 16-bit {self.sample_rate} Hz PCM"
         )
@@ -120,7 +135,7 @@ def make_config(params: dict) -> Config:
     """Config from a dict; unknown keys are errors naming the allowed ones."""
     unknown = sorted(set(params) - set(FIELDS))
     if unknown:
-        raise ValueError(f"unknown config field {', '.join(unknown)} (allowed: {', '.join(FIELDS)})")
+        raise ConfigError(f"unknown config field {', '.join(unknown)} (allowed: {', '.join(FIELDS)})")
     coerced = {k: coerce(k, v) for k, v in params.items()}
     return dataclasses.replace(DEFAULTS, **coerced)
 
@@ -145,7 +160,12 @@ def coerce(name: str, value):
         return type(default)(value)
     except (TypeError, ValueError):
         kind = "comma-separated ints" if isinstance(default, tuple) else type(default).__name__
-        raise ValueError(f"{name}={value!r} is not a valid {kind}") from None
+        raise ConfigError(f"{name}={value!r} is not a valid {kind}") from None
+
+
+def flag_text(value) -> str:
+    """A field's value as a flag, a CLI default or an MLflow param writes it: tuples as 2,4,8."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def field_help() -> dict[str, str]:
@@ -160,11 +180,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     notes = field_help()
     for name in FIELDS:
         default = getattr(DEFAULTS, name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(
             f"--{name}",
             metavar=type(default).__name__.upper(),
-            help=f"{notes.get(name, '')} (default: {shown})",
+            help=f"{notes.get(name, '')} (default: {flag_text(default)})",
         )
 
 
@@ -180,5 +199,5 @@ def to_flags(config: Config) -> list[str]:
     for name in FIELDS:
         value = getattr(config, name)
         if value != getattr(DEFAULTS, name):
-            flags += [f"--{name}", ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+            flags += [f"--{name}", flag_text(value)]
     return flags

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tune_codec.config import UsageError
+
 COST = "cost/device_hours"  # metric each trial reports every epoch: its device-hours so far
 UNITS = ("h", "usd")  # --budget 2h: device-hours; --budget 5usd: dollars
 
@@ -29,22 +31,22 @@ def held_devices(cpus: float, gpus: float) -> tuple[str, float]:
 
 def check_price(price: float | None) -> None:
     if price is not None and not (math.isfinite(price) and price > 0):
-        raise ValueError(f"--price-per-gpu-hour {price:g} must be > 0")
+        raise UsageError(f"--price-per-gpu-hour {price:g} must be > 0")
 
 
 def parse_budget(text: str, price: float | None) -> Budget:
-    """'2h' (device-hours) or '5usd' (money, needs the price per device-hour); ValueError if neither."""
+    """'2h' (device-hours) or '5usd' (money, needs the price per device-hour); UsageError if neither."""
     unit = next((u for u in UNITS if text.lower().endswith(u)), None)
     try:
         value = float(text[: -len(unit)]) if unit else math.nan
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(
+        raise UsageError(
             f"--budget {text!r}: expected a positive amount of device-hours like 2h or of dollars like 5usd"
         )
     if unit == "usd" and price is None:
-        raise ValueError(f"--budget {text}: a budget in dollars needs --price-per-gpu-hour")
+        raise UsageError(f"--budget {text}: a budget in dollars needs --price-per-gpu-hour")
     return Budget(text, value / price if unit == "usd" else value)
 
 

@@ -15,7 +15,8 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
-from tune_codec.config import Config
+from tune_codec.config import Config, UsageError
+from tune_codec.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ CACHE_VERSION = 1  # bump when the cached arrays change meaning
 AUDIO_SUFFIXES = {f".{f.lower()}" for f in sf.available_formats()} | {".aif", ".oga", ".opus"}
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """The audio cannot be used; the message says which file or setting and why."""
 
 
@@ -124,9 +125,8 @@ def load_corpus(root: Path, sample_rate: int, cache_dir: Path | None = None) -> 
             skipped[name] = str(e)
     cache.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"names": list(audio), "skipped": skipped})
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, meta=meta, **{f"a{i}": a for i, a in enumerate(audio.values())})
-    os.replace(tmp, cache)  # atomic: concurrent loaders never see half a cache
+    arrays = {f"a{i}": a for i, a in enumerate(audio.values())}
+    atomic_write(cache, lambda tmp: np.savez(tmp, meta=meta, **arrays))  # loaders never see half a cache
     return Corpus(sample_rate, audio, skipped)
 
 

@@ -10,7 +10,6 @@ the folder is also logged to the parent run under report/.
 from __future__ import annotations
 
 import argparse
-import ast
 import html
 import math
 import sys
@@ -29,11 +28,12 @@ from mlflow.entities import Run  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from tune_codec.cli import parse  # noqa: E402
-from tune_codec.config import coerce  # noqa: E402
+from tune_codec.config import UsageError, coerce  # noqa: E402
 from tune_codec.cost import COST, Budget, check_price, describe_budget, describe_cost, dollars  # noqa: E402
 from tune_codec.pages import data_uri, write_page  # noqa: E402
-from tune_codec.run import format_table, is_useful  # noqa: E402
-from tune_codec.stopping import SCORE  # noqa: E402
+from tune_codec.space import from_params  # noqa: E402
+from tune_codec.stopping import SCORE, is_useful  # noqa: E402
+from tune_codec.summary import cell, format_table  # noqa: E402
 from tune_codec.tracking import (  # noqa: E402
     DEFAULT_DB,
     EXPERIMENT_HELP,
@@ -42,6 +42,7 @@ from tune_codec.tracking import (  # noqa: E402
     experiment_name,
     read_state,
     resolve_tracking_uri,
+    sqlite_file,
     state_path,
 )
 
@@ -74,12 +75,12 @@ def parse_args(argv):
 
 
 def find_search(args) -> tuple[MlflowClient, Run, str]:
-    """The MLflow client, the search's parent run and a note on how it was chosen; ValueError if none."""
+    """The MLflow client, the search's parent run and a note on how it was chosen; UsageError if none."""
     folder = Path(args.search)
     if folder.is_dir():
         state = state_path(folder.resolve())
         if not state.exists():
-            raise ValueError(f"{args.search!r} is not a search folder (no {state.name} beside it)")
+            raise UsageError(f"{args.search!r} is not a search folder (no {state.name} beside it)")
         saved = read_state(state)
         client = MlflowClient(saved.get("tracking_uri") or existing_store(args.tracking_uri))
         return client, client.get_run(saved["runs"][SEARCH]), ""
@@ -87,7 +88,7 @@ def find_search(args) -> tuple[MlflowClient, Run, str]:
     experiment = client.get_experiment_by_name(args.experiment_name)
     if experiment is None:
         names = ", ".join(e.name for e in client.search_experiments()) or "none"
-        raise ValueError(f"no MLflow experiment {args.experiment_name!r} (there are: {names})")
+        raise UsageError(f"no MLflow experiment {args.experiment_name!r} (there are: {names})")
     searches = client.search_runs(
         [experiment.experiment_id],
         "tags.`tune_codec.role` = 'search'",
@@ -96,7 +97,7 @@ def find_search(args) -> tuple[MlflowClient, Run, str]:
     found = [r for r in searches if r.info.run_name == args.search]
     if not found:
         names = ", ".join(sorted({r.info.run_name for r in searches})) or "none"
-        raise ValueError(
+        raise UsageError(
             f"no search named {args.search!r} in experiment {args.experiment_name!r} (there are: {names})"
         )
     note = (
@@ -110,8 +111,8 @@ def find_search(args) -> tuple[MlflowClient, Run, str]:
 def existing_store(uri: str | None) -> str:
     """The resolved tracking URI; a SQLite file that does not exist is an error, not a new empty store."""
     uri = resolve_tracking_uri(uri)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        raise ValueError(f"no MLflow store at {uri.removeprefix('sqlite:///')!r} (default: ./{DEFAULT_DB})")
+    if (db := sqlite_file(uri)) and not db.exists():
+        raise UsageError(f"no MLflow store at {str(db)!r} (default: ./{DEFAULT_DB})")
     return uri
 
 
@@ -163,20 +164,13 @@ def load_trials(client: MlflowClient, parent: Run, searched: list[str]) -> list[
 
 
 def distributions(parent: Run) -> dict[str, optuna.distributions.BaseDistribution]:
-    """The space the search ran, from the parent's params `search.<field>` = '<kind> <argument>'."""
-    found = {}
-    for key, value in parent.data.params.items():
-        if not key.startswith("search."):
-            continue
-        name, (kind, _, arg) = key.removeprefix("search."), value.partition(" ")
-        arg = ast.literal_eval(arg)
-        if kind in ("loguniform", "uniform"):
-            found[name] = optuna.distributions.FloatDistribution(*arg, log=kind == "loguniform")
-        elif kind == "int":
-            found[name] = optuna.distributions.IntDistribution(*arg)
-        elif kind == "categorical":
-            found[name] = optuna.distributions.CategoricalDistribution([coerce(name, v) for v in arg])
-    return found
+    """The space the search ran, from its parent run's params."""
+    try:
+        return from_params(parent.data.params)
+    except ValueError:  # JSON or a distribution Optuna does not know
+        raise UsageError(
+            f"search {parent.info.run_name!r}: its search.* params are not Optuna distributions"
+        ) from None
 
 
 def study_of(trials: list[Trial], space: dict) -> optuna.Study:
@@ -244,12 +238,12 @@ def save_axes(path: Path, ax) -> None:
 
 
 def html_table(rows: list[dict]) -> str:
-    def cell(v) -> str:
-        text = html.escape(f"{v:.4g}" if isinstance(v, float) else str(v))
+    def td(v) -> str:
+        text = html.escape(cell(v))
         return f'<td class="text">{text}</td>' if isinstance(v, str) else f"<td>{text}</td>"
 
     head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
-    body = "\n".join(f"<tr>{''.join(cell(v) for v in row.values())}</tr>" for row in rows)
+    body = "\n".join(f"<tr>{''.join(td(v) for v in row.values())}</tr>" for row in rows)
     return f"<table><tr>{head}</tr>\n{body}</table>"
 
 
@@ -331,8 +325,8 @@ def main(argv=None) -> int:
         space = distributions(parent)
         trials = load_trials(client, parent, list(space))
         if not trials:
-            raise ValueError(f"search {parent.info.run_name!r} has no trials yet")
-    except ValueError as e:
+            raise UsageError(f"search {parent.info.run_name!r} has no trials yet")
+    except UsageError as e:  # a bug keeps its traceback
         print(f"tune_codec.report: error: {e}", file=sys.stderr)
         return 2
     price = args.price_per_gpu_hour

@@ -16,13 +16,15 @@ start: [{rms_weight: 10, ...}]   # points evaluated first (the hand fix)
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import optuna
 import yaml
+from optuna.distributions import distribution_to_json, json_to_distribution
 from ray import tune
 
-from tune_codec.config import FIELDS, Config, make_config
+from tune_codec.config import FIELDS, Config, UsageError, coerce, make_config
 from tune_codec.stopping import StopRules
 
 METRICS = ("val/snr_db", "val/si_sdr_db", "val/best_snr_db")  # all in dB, higher is better
@@ -32,22 +34,23 @@ DATA_FIELDS = ("sample_rate", "segment_seconds", "valid_fraction", "silence_db",
 SETTINGS = ("metric", "trials", "concurrency", "config", "stop", "asha", "search", "start")
 
 
-class SpaceError(ValueError):
+class SpaceError(UsageError):
     """A search space that cannot run; the message names the file, the key and what is allowed."""
 
 
 @dataclass(frozen=True)
 class Space:
-    """Built by parse_space, which holds the defaults of every setting."""
+    """A search: what is searched, and every setting with its default (a space file holds only changes)."""
 
     base: Config  # defaults plus the space's fixed `config:` values
     search: dict[str, tuple[str, object]]  # field -> (distribution, argument)
-    metric: str
-    trials: int
-    concurrency: int
-    stop: StopRules
-    asha: dict | None  # ASHAScheduler settings; None = off
-    start: tuple[dict, ...]  # points evaluated first
+    metric: str = "val/snr_db"  # what Optuna maximises
+    trials: int = 8
+    concurrency: int = 2  # trials at once
+    stop: StopRules = StopRules()
+    # ASHAScheduler settings; None = off. Off by default where the grace period leaves no epoch to stop at
+    asha: dict | None = field(default_factory=lambda: {"grace_period": 3, "reduction_factor": 2})
+    start: tuple[dict, ...] = ()  # points evaluated first
 
     def param_space(self) -> dict:
         """Tune's param_space: every config field, the searched ones as distributions."""
@@ -57,6 +60,12 @@ class Space:
 
     def searched(self) -> list[str]:
         return searched_fields(self.search)
+
+
+def default(name: str):
+    """A setting's default, from the Space dataclass."""
+    (f,) = [f for f in dataclasses.fields(Space) if f.name == name]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def searched_fields(search: dict[str, tuple[str, object]]) -> list[str]:
@@ -74,6 +83,33 @@ def to_tune(kind: str, arg):
     if kind == "categorical":
         return tune.choice(list(arg))
     return arg  # fixed
+
+
+def to_optuna(name: str, kind: str, arg) -> optuna.distributions.BaseDistribution:
+    """A searched field's distribution as Optuna holds it (categorical choices of the field's type)."""
+    if kind in ("loguniform", "uniform"):
+        return optuna.distributions.FloatDistribution(*arg, log=kind == "loguniform")
+    if kind == "int":
+        return optuna.distributions.IntDistribution(*arg)
+    return optuna.distributions.CategoricalDistribution([coerce(name, v) for v in arg])
+
+
+def to_params(search: dict[str, tuple[str, object]]) -> dict[str, str]:
+    """The searched fields as MLflow params: search.<field> = Optuna's JSON of its distribution."""
+    return {
+        f"search.{name}": distribution_to_json(to_optuna(name, kind, arg))
+        for name, (kind, arg) in search.items()
+        if kind != "fixed"
+    }
+
+
+def from_params(params: dict[str, str]) -> dict[str, optuna.distributions.BaseDistribution]:
+    """What to_params wrote, read back."""
+    return {
+        k.removeprefix("search."): json_to_distribution(v)
+        for k, v in params.items()
+        if k.startswith("search.")
+    }
 
 
 def load_space(path: Path) -> Space:
@@ -103,10 +139,10 @@ def parse_space(raw) -> Space:
     search = {name: parse_distribution(name, spec, base) for name, spec in search.items()}
     if not searched_fields(search):
         raise SpaceError("search: names no field with a distribution to search")
-    metric = raw.get("metric", "val/snr_db")
+    metric = raw.get("metric", default("metric"))
     if metric not in METRICS:
         raise SpaceError(f"metric: {metric!r} is not one of {', '.join(METRICS)}")
-    trials, concurrency = (positive_int(raw, k, d) for k, d in (("trials", 8), ("concurrency", 2)))
+    trials, concurrency = (positive_int(raw, k, default(k)) for k in ("trials", "concurrency"))
     searched = searched_fields(search)
     start = tuple(parse_start(i, point, searched, base) for i, point in enumerate(raw.get("start") or []))
     if len(start) > trials:
@@ -129,7 +165,7 @@ def checked_config(values, where: str, base: Config | None = None) -> Config:
         raise SpaceError(f"{where}: expected a mapping of config fields, got {values!r}")
     try:
         return make_config({**(dataclasses.asdict(base) if base else {}), **values})
-    except ValueError as e:
+    except UsageError as e:
         raise SpaceError(f"{where}: {e}") from None
 
 
@@ -199,10 +235,10 @@ def parse_stop(raw) -> StopRules:
 def parse_asha(raw, max_epochs: int) -> dict | None:
     if raw is False or raw == "off":
         return None
-    allowed = {"grace_period": 3, "reduction_factor": 2}
-    if not isinstance(raw, dict) or set(raw) - set(allowed):
-        raise SpaceError(f"asha: {raw!r} (allowed: off, or keys {', '.join(allowed)})")
-    settings = {**allowed, **raw}
+    defaults = default("asha")
+    if not isinstance(raw, dict) or set(raw) - set(defaults):
+        raise SpaceError(f"asha: {raw!r} (allowed: off, or keys {', '.join(defaults)})")
+    settings = {**defaults, **raw}
     grace, factor = settings["grace_period"], settings["reduction_factor"]
     if "grace_period" not in raw and grace >= max_epochs:  # the default leaves ASHA no epoch to stop at
         return None

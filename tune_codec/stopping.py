@@ -63,3 +63,16 @@ class CollapseStopper(tune.Stopper):
 
     def stop_all(self) -> bool:
         return False
+
+
+def why_stopped(last: dict, num_epochs: int) -> str:
+    """The stopper's reason, ASHA's early stop, or 'completed'."""
+    epochs = int(last.get("epoch", 0))
+    if last.get(REASON):
+        return last[REASON]
+    return f"ASHA after {epochs} epochs" if epochs < num_epochs else "completed"
+
+
+def is_useful(stop_reason: str) -> bool:
+    """A trial that trained to its end or until ASHA stopped it: not collapsed, not failed."""
+    return stop_reason == "completed" or stop_reason.startswith("ASHA after")

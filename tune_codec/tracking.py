@@ -16,8 +16,9 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
-from tune_codec.config import Config
-from tune_codec.train import BEST, SAMPLES
+from tune_codec.checkpoint import BEST, SAMPLES
+from tune_codec.config import Config, UsageError, flag_text
+from tune_codec.files import atomic_write
 
 DEFAULT_DB = "mlflow.db"  # what `mlflow ui` opens when started in the same folder
 DEFAULT_EXPERIMENT = "tune-codec"
@@ -53,9 +54,13 @@ def resolve_tracking_uri(uri: str | None) -> str:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_DB
     if "://" not in uri:  # a plain path is a SQLite file
         return f"sqlite:///{Path(uri).resolve()}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
-    return uri
+    db = sqlite_file(uri)
+    return f"sqlite:///{db.resolve()}" if db and not db.is_absolute() else uri
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI, else None."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
 def experiment_name(name: str | None) -> str:
@@ -65,10 +70,7 @@ def experiment_name(name: str | None) -> str:
 
 def config_params(config: Config) -> dict[str, str]:
     """Every config field plus what it implies (bitrate, compression), as MLflow params."""
-    params = {
-        k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
-        for k, v in dataclasses.asdict(config).items()
-    }
+    params = {k: flag_text(v) for k, v in dataclasses.asdict(config).items()}
     params.update(
         bitrate_kbps=f"{config.bitrate / 1000:g}", compression=f"{config.compression:g}", hop=str(config.hop)
     )
@@ -89,8 +91,8 @@ class Tracker:
             self.experiment_id = found.experiment_id
         else:
             location = None
-            if self.uri.startswith("sqlite:///"):  # artifacts beside the database, not in the cwd
-                location = (Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+            if db := sqlite_file(self.uri):  # artifacts beside the database, not in the cwd
+                location = (db.parent / "mlartifacts").as_uri()
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
 
     def start(
@@ -229,11 +231,11 @@ def quick_http() -> None:
 
 
 def check_reachable(uri: str) -> None:
-    """One cheap round trip; a ValueError naming the URI when MLflow cannot be reached."""
+    """One cheap round trip; a UsageError naming the URI when MLflow cannot be reached."""
     try:
         MlflowClient(uri).search_experiments(max_results=1)
     except UNREACHABLE as e:
-        raise ValueError(f"cannot reach MLflow at {uri}: {one_line(e)}") from None
+        raise UsageError(f"cannot reach MLflow at {uri}: {one_line(e)}") from None
 
 
 SEARCH = "search"  # the parent run's key in a search's state
@@ -252,9 +254,7 @@ def read_state(path: Path) -> dict:
 
 
 def write_state(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, path)  # a kill mid-write leaves the previous state
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(state, indent=1)))
 
 
 def deliver(outbox: Outbox, state_file: Path, code: int, how_to_send: str, prog: str) -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import pickle
 import time
 import warnings
 from collections.abc import Callable
@@ -16,7 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tune_codec.config import Config, make_config
+from tune_codec.checkpoint import BEST, LAST, N_CLIPS, SAMPLES, load_state, save
+from tune_codec.config import Config
 from tune_codec.data import CodecData
 from tune_codec.losses import CodecLoss
 from tune_codec.metrics import codebook_metrics, debug_block, signal_metrics
@@ -25,37 +24,10 @@ from tune_codec.samples import write_samples
 
 # report(metrics, checkpoint_dir): called once per epoch after the checkpoint is written
 Report = Callable[[dict, Path], None]
-LAST, BEST, SAMPLES = "last.pt", "best.pt", "samples"
-N_CLIPS = 3  # validation clips written with each checkpoint
 
 
 def pick_device(name: str | None = None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def atomic_save(obj, path: Path) -> None:
-    """Write then rename, so a kill mid-write leaves the previous file intact."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_state(checkpoint_dir: Path) -> dict:
-    """last.pt's training state; a ValueError naming the file if it is not a whole checkpoint."""
-    path = Path(checkpoint_dir) / LAST
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
-        raise ValueError(f"{str(path)!r} is incomplete or corrupt ({str(e).splitlines()[0]})") from None
-
-
-def load_codec(path: Path, device: torch.device | None = None) -> tuple[Codec, Config]:
-    """A trained codec from best.pt or last.pt, in eval mode."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    config = make_config(state["config"])
-    model = Codec(config)
-    model.load_state_dict(state["model"])
-    return model.to(device or "cpu").eval(), config
 
 
 def train(
@@ -66,8 +38,7 @@ def train(
     checkpoint_dir: Path,
     resume_from: Path | None = None,
     device: torch.device | None = None,
-    progress: bool = True,
-    echo: Callable[[str], None] = print,
+    quiet: bool = False,
 ) -> dict:
     """Train for config.num_epochs (continuing resume_from's last.pt if given); returns the last metrics."""
     if data.sample_rate != config.sample_rate or data.train.shape[1] != config.segment_samples:
@@ -75,6 +46,7 @@ def train(
             f"data has {data.train.shape[1]}-sample segments at {data.sample_rate} Hz; config wants "
             f"{config.segment_samples} at {config.sample_rate} Hz"
         )
+    # model, losses and optimiser; a resumed run takes their state, its epoch and its best SNR from last.pt
     device = device or pick_device()
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +63,7 @@ def train(
         start, best, train_s = state["epoch"], state["best_snr_db"], state["train_s"]
         metrics = state["metrics"]  # what a run that has no epoch left returns
 
+    # the data as tensors; an epoch is a full pass unless max_steps_per_epoch caps it
     with warnings.catch_warnings():  # in a search the arrays are read-only views of Ray's object store
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
         train_x, valid_x = torch.from_numpy(data.train), torch.from_numpy(data.valid)
@@ -106,10 +79,8 @@ def train(
         )
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
-        bar = tqdm(
-            range(steps), desc=f"epoch {epoch + 1}/{config.num_epochs}", disable=not progress, leave=False
-        )
-        for step in bar:
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.num_epochs}", disable=quiet, leave=False)
+        for step in bar:  # one step: forward, the weighted losses, a clipped gradient step
             x = train_x[order[step * config.batch_size : (step + 1) * config.batch_size]].to(device)[:, None]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 out = model(x)
@@ -128,6 +99,7 @@ def train(
         epoch_s = time.perf_counter() - t0
         train_s += epoch_s
 
+        # validate, then write last.pt (and best.pt when the SNR is the best so far), the clips, the metrics
         val, clips_out = validate(model, loss_fn, valid_x, config, device, autocast)
         metrics = {
             "epoch": epoch + 1,
@@ -149,12 +121,14 @@ def train(
             "metrics": metrics,
         }
         if val["val/snr_db"] >= best:
-            atomic_save({k: state[k] for k in ("model", "config", "metrics")}, checkpoint_dir / BEST)
-        atomic_save(state, checkpoint_dir / LAST)
+            save({k: state[k] for k in ("model", "config", "metrics")}, checkpoint_dir / BEST)
+        save(state, checkpoint_dir / LAST)
         title = f"epoch {epoch + 1}: range ratio {val['val/range_ratio']:.2f}, SNR {val['val/snr_db']:.2f} dB"
         write_samples(checkpoint_dir / SAMPLES, data.valid[:N_CLIPS], clips_out, config.sample_rate, title)
         (checkpoint_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        echo(f"{format_epoch(metrics)}\n{debug_block(metrics)}")
+        # tell the console and the caller (MLflow for a single run, Tune for a trial)
+        if not quiet:
+            print(f"{format_epoch(metrics)}\n{debug_block(metrics)}")
         if report is not None:
             report(metrics, checkpoint_dir)
     return metrics

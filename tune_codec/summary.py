@@ -1,0 +1,114 @@
+"""A search's trials as rows, what they cost, and the best healthy one: for the search and the benchmarks."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import yaml
+
+from tune_codec.config import Config, make_config, to_flags
+from tune_codec.cost import COST, Budget, describe_budget, describe_cost
+from tune_codec.space import Space
+from tune_codec.stopping import REASON, why_stopped
+
+BEST_FILE = "best_config.yaml"
+
+
+@dataclasses.dataclass
+class Summary:
+    table: str  # one row per trial
+    text: str  # the best config and how to train it
+    metrics: dict  # logged to the search's parent run
+    best: Config | None  # None when every trial collapsed
+
+
+def summarise(
+    results, space: Space, folder: Path, device: str, price: float | None, budget: Budget | None
+) -> Summary:
+    """Table of trials, what they cost, the best healthy one written as YAML and as a train_codec.py
+    command."""
+    num_epochs = space.base.num_epochs
+    searched = space.searched()
+    rows = []
+    for r in results:
+        m = r.metrics or {}
+        rows.append(
+            {
+                "trial": m.get("trial_id", "?"),
+                **{k: r.config[k] for k in searched},
+                "epochs": int(m.get("epoch", 0)),
+                "SNR dB": m.get("val/snr_db", math.nan),
+                "best SNR dB": m.get("val/best_snr_db", math.nan),
+                "range ratio": m.get("val/range_ratio", math.nan),
+                "train s": m.get("time/train_s", 0.0),
+                "device h": m.get(COST, 0.0),
+                "stopped": "error" if r.error else why_stopped(m, num_epochs),
+                "_collapsed": bool(m.get(REASON)),
+                "_failed": r.error is not None,
+                "_config": r.config,
+            }
+        )
+    rows.sort(key=lambda row: row["trial"])
+    healthy = [
+        row
+        for row in rows
+        if not row["_collapsed"] and not row["_failed"] and math.isfinite(row["best SNR dB"])
+    ]
+    epochs_run = sum(row["epochs"] for row in rows)
+    epochs_saved = sum(num_epochs - row["epochs"] for row in rows)
+    minutes_saved = epochs_saved * sum(row["train s"] for row in rows) / max(epochs_run, 1) / 60
+    collapsed = sum(row["_collapsed"] for row in rows)
+    hours = sum(row["device h"] for row in rows)
+    text = (
+        f"{len(rows)} trials, {collapsed} stopped for collapse, {epochs_run} epochs trained; stopping saved "
+        f"{epochs_saved} of {len(rows) * num_epochs} epochs (~{minutes_saved:.1f} min)\n"
+        f"{describe_cost(hours, len(healthy), len(rows), device, price)}\n"
+    )
+    if budget is not None:
+        text += f"{describe_budget(budget, hours, len(rows), space.trials)}\n"
+    metrics = {
+        "trials_collapsed": collapsed,
+        "epochs_trained": epochs_run,
+        "epochs_saved": epochs_saved,
+        "minutes_saved": minutes_saved,
+        COST: hours,
+    }
+    if price is not None:
+        metrics["cost/dollars"] = hours * price
+    if not healthy:
+        text += (
+            "no trial trained without collapsing: widen the space, lower the learning rate or loosen stop:"
+        )
+        return Summary(format_table(rows), text, metrics, None)
+    best_row = max(healthy, key=lambda row: row["best SNR dB"])
+    best = make_config(best_row["_config"])
+    folder.joinpath(BEST_FILE).write_text(
+        yaml.safe_dump(
+            {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(best).items()}
+        )
+    )
+    text += (
+        f"best: trial {best_row['trial']}, best validation SNR {best_row['best SNR dB']:.2f} dB "
+        f"({best.describe()})\n"
+        f"config: {folder / BEST_FILE}\n"
+        f"train it: python train_codec.py {' '.join(to_flags(best))}"
+    )
+    metrics["best_snr_db"] = best_row["best SNR dB"]
+    return Summary(format_table(rows), text, metrics, best)
+
+
+def cell(value) -> str:
+    """A table cell: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Rows as aligned text columns; keys starting with _ are not shown."""
+    columns = [k for k in rows[0] if not k.startswith("_")]
+    cells = [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)

@@ -1,0 +1,182 @@
+"""What Tune calls and hears: the trainable, the MLflow callback, the budget searcher, the sampler."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+from ray import tune
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from tune_codec.config import make_config
+from tune_codec.cost import COST
+from tune_codec.data import CodecData
+from tune_codec.stopping import REASON, SCORE, StopRules, judge, why_stopped
+from tune_codec.tracking import SEARCH, Outbox, Tracker, config_params, one_line, read_state, write_state
+from tune_codec.train import train
+
+HELD_FILE = "held.json"  # in a trial's checkpoint: seconds it held its devices, carried over a restore
+
+
+def trial(config: dict, data: CodecData, rules: StopRules, metric: str, devices: float) -> None:
+    """One trial: train() with Tune's report and checkpoints; a non-finite loss is reported as a stop.
+    Each report carries the device-hours held so far (cost.py)."""
+    start = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="tune-codec-trial-"))
+    resume, held_before = None, 0.0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            shutil.copytree(folder, workdir, dirs_exist_ok=True)
+        resume = workdir
+        held_before = json.loads((workdir / HELD_FILE).read_text())["held_s"]
+
+    reached = {"epoch": 0}
+
+    def held_s() -> float:
+        return held_before + time.monotonic() - start
+
+    def report(metrics: dict, checkpoint_dir: Path) -> None:
+        reached["epoch"] = metrics["epoch"]
+        held = held_s()
+        (checkpoint_dir / HELD_FILE).write_text(json.dumps({"held_s": held}))
+        tune.report(
+            {**judge(metrics, rules, metric), COST: held * devices / 3600},
+            checkpoint=tune.Checkpoint.from_directory(checkpoint_dir),
+        )
+
+    try:
+        train(
+            make_config(config),
+            data,
+            report,
+            checkpoint_dir=workdir,
+            resume_from=resume,
+            quiet=True,
+        )
+    except FloatingPointError as e:
+        verdict = {"epoch": reached["epoch"] + 1, REASON: str(e), SCORE: rules.penalty_db}
+        tune.report({**verdict, COST: held_s() * devices / 3600})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler. TPE proposes its first n_startup_trials at random; Optuna's default of 10 would
+    leave a search of 8 trials entirely random."""
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 4)))
+
+
+class BudgetSearch(OptunaSearch):
+    """OptunaSearch that proposes nothing once the trials' device-hours reach the budget: Tune then launches
+    no new trial and lets the running ones finish (a Stopper's stop_all would kill them)."""
+
+    def __init__(self, budget_hours: float | None, **kwargs):
+        super().__init__(**kwargs)
+        self.budget_hours = budget_hours
+        self.spent: dict[str, float] = {}  # trial id -> device-hours so far; saved with the searcher
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.spent[trial_id] = result.get(COST, 0.0)
+        super().on_trial_result(trial_id, result)
+
+    def suggest(self, trial_id: str):
+        if self.budget_hours is not None and sum(self.spent.values()) >= self.budget_hours:
+            return Searcher.FINISHED
+        return super().suggest(trial_id)
+
+
+class MlflowTrials(tune.Callback):
+    """Ray Tune callback: one MLflow child run per trial under the search's parent run.
+
+    The state (run ids, epochs logged, updates MLflow has not taken yet) lives in a JSON file beside
+    the Ray experiment, so a resumed search continues the same runs and logs each epoch once (Ray's
+    MLflowLoggerCallback opens new runs and leaves the old ones RUNNING), and an MLflow outage costs
+    no trial: updates wait in the file until MLflow is back."""
+
+    def __init__(self, tracking_uri: str, experiment: str, experiment_id: str, state_file: Path):
+        self.uri, self.experiment, self.experiment_id = tracking_uri, experiment, experiment_id
+        self.state_file = state_file
+
+    @property
+    def outbox(self) -> Outbox:
+        if "_outbox" not in self.__dict__:
+            tracker = Tracker(self.uri, self.experiment, self.experiment_id)
+            self._outbox = Outbox(tracker, read_state(self.state_file))
+        return self._outbox
+
+    def __getstate__(self):  # pickled with the Tuner's state: keep the settings, not the client
+        return {k: v for k, v in self.__dict__.items() if k not in ("_outbox", "_seen_all")}
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        """Once, with every trial Tune knows (all restored ones on a resume): a run opened for a trial
+        that Tune never saved, before the driver was killed, belongs to no trial, so it is deleted."""
+        if self.__dict__.get("_seen_all"):
+            return
+        self._seen_all = True
+        known = {trial.trial_id for trial in trials}
+        state = self.outbox.state
+        for trial_id in [t for t in state["logged"] if t not in known]:
+            del state["logged"][trial_id]
+            state["done"] = [t for t in state["done"] if t != trial_id]
+            self.outbox.send("delete", trial_id)
+        write_state(self.state_file, self.outbox.state)
+
+    def send(self, op: str, trial, *args) -> None:
+        self.outbox.send(op, trial.trial_id, *args)
+        write_state(self.state_file, self.outbox.state)
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        logged = self.outbox.state["logged"]
+        if trial.trial_id in logged:  # restored after a crash or an interruption
+            self.send("reopen", trial)
+            return
+        logged[trial.trial_id] = 0
+        params = config_params(make_config(trial.config))
+        name = f"{self.outbox.state['name']}/{trial.trial_id}"
+        self.send("start", trial, name, params, {"trial_id": trial.trial_id}, SEARCH)
+
+    on_trial_restore = on_trial_start
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        epoch = int(result.get("epoch", 0))
+        logged = self.outbox.state["logged"]
+        if epoch <= logged.get(trial.trial_id, 0):  # replayed from a checkpoint older than the log
+            return
+        logged[trial.trial_id] = epoch
+        metrics = {k: v for k, v in result.items() if "/" in k or k == "epoch"}
+        self.send("metrics", trial, metrics, epoch)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.send("tags", trial, {"retries": str(trial.num_failures), "last_error": error_line(trial)})
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        reason = (trial.last_result or {}).get(REASON) or ""
+        self.close(trial, "FAILED" if reason.startswith("non-finite") else "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.close(trial, "FAILED", f"error: {error_line(trial)}")
+
+    def close(self, trial, status: str, reason: str | None = None) -> None:
+        if trial.checkpoint is not None:
+            self.send("checkpoint", trial, trial.checkpoint.path)
+        reason = reason or why_stopped(trial.last_result or {}, trial.config["num_epochs"])
+        state = self.outbox.state
+        state["done"] = sorted({*state["done"], trial.trial_id})  # saved with the finish below
+        self.send("finish", trial, status, {"stop_reason": reason})
+
+
+def error_line(trial) -> str:
+    """The last line of a trial's latest error: the exception and its message, or why its worker died.
+    Read from the driver's copy of the error log, which Ray syncs to storage only later."""
+    error_file = trial.error_file and Path(trial.error_file)
+    text = error_file.read_text() if error_file and error_file.exists() else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return one_line(lines[-1]) if lines else "see the Ray trial log"
