@@ -63,13 +63,18 @@ def tiny_data(tiny_config):
     return CodecData(tones(64, L, 8000, 0), tones(16, L, 8000, 1), 8000, ["train.wav"], ["valid.wav"])
 
 
-def write_speechlike(path, seconds: float, sample_rate: int, channels: int = 1, seed: int = 0, **kw):
-    """A real audio file of syllable-like tone bursts."""
+def speechlike(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """(T,) syllable-like tone bursts over a little noise."""
     rng = np.random.default_rng(seed)
     n = int(seconds * sample_rate)
     t = np.arange(n) / sample_rate
     envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t))  # 4 syllables a second
-    x = 0.3 * envelope * np.sin(2 * np.pi * rng.uniform(120, 300) * t) + 0.01 * rng.standard_normal(n)
+    return 0.3 * envelope * np.sin(2 * np.pi * rng.uniform(120, 300) * t) + 0.01 * rng.standard_normal(n)
+
+
+def write_speechlike(path, seconds: float, sample_rate: int, channels: int = 1, seed: int = 0, **kw):
+    """A real audio file of syllable-like tone bursts."""
+    x = speechlike(seconds, sample_rate, seed)
     data = np.stack([x * (1 - 0.1 * c) for c in range(channels)], 1) if channels > 1 else x
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, data, sample_rate, **kw)

@@ -1,3 +1,4 @@
+import dataclasses
 import logging
 
 import numpy as np
@@ -31,6 +32,18 @@ def test_split_is_by_file_deterministic_and_disjoint(audio_dir, tmp_path):
     assert len(a.train_files) + len(a.valid_files) == 7
     assert a.train.shape[1] == CFG.segment_samples and a.valid.shape[1] == CFG.segment_samples
     assert len(a.train) >= 4 * len(a.train_files) - len(a.train_files)  # 4 segments a file, few silent
+
+
+def test_a_validation_cap_keeps_whole_files_in_a_fixed_order_and_trains_on_the_rest(tmp_path):
+    for i in range(20):
+        write_speechlike(tmp_path / "corpus" / f"f{i:02d}.wav", 1.0, 8000, seed=i)
+    wide = dataclasses.replace(CFG, valid_fraction=0.5)
+    full = load_data(tmp_path / "corpus", wide, tmp_path / "cache")
+    capped = load_data(tmp_path / "corpus", dataclasses.replace(wide, valid_max_seconds=2.5), tmp_path / "c")
+    assert len(full.valid_files) > 3 and capped.valid_files == full.valid_files[:3]  # 1 s each: 3 make 2.5 s
+    assert sorted(capped.train_files + capped.valid_files) == sorted(full.train_files + full.valid_files)
+    seconds = len(capped.valid) * wide.segment_samples / wide.sample_rate
+    assert 2.5 <= seconds < 3.5
 
 
 def test_second_load_reads_the_cache_not_the_audio(audio_dir, tmp_path, monkeypatch):

@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
-from tune_codec.metrics import codebook_metrics, perplexity, si_sdr_db, signal_metrics, snr_db
+from tune_codec.metrics import codebook_metrics, perceptual, perplexity, si_sdr_db, signal_metrics, snr_db
+
+from .conftest import speechlike
 
 
 def sine(n=4, length=8000, f=440.0):
@@ -54,3 +56,17 @@ def test_codebook_usage():
     m = codebook_metrics(codes, 16)
     assert m["vq/perplexity"] == pytest.approx((8 + 1) / 2)
     assert m["vq/dead_fraction"] == pytest.approx(1 - 9 / 32)
+
+
+@pytest.mark.parametrize("rate", [16000, 8000, 22050])  # wideband, narrowband, resampled to 16 kHz
+def test_pesq_and_stoi_top_out_on_a_copy_and_fall_with_noise(rate):
+    x = speechlike(3.0, rate).astype("float32")
+    noisy = x + 0.05 * torch.randn(len(x), generator=torch.Generator().manual_seed(0)).numpy()
+    same, worse = perceptual(x, x.copy(), rate), perceptual(x, noisy, rate)
+    assert same["pesq"] > 4.4 and same["stoi"] > 0.99
+    assert worse["pesq"] < same["pesq"] - 1 and worse["stoi"] < same["stoi"]
+
+
+def test_pesq_that_finds_no_speech_is_nan_not_an_error():
+    silence = torch.zeros(16000).numpy()
+    assert math.isnan(perceptual(silence, silence, 16000)["pesq"])

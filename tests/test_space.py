@@ -66,6 +66,10 @@ def test_settings_and_fixed_values_are_applied():
         ({**GOOD, "trails": 3}, "unknown setting trails (allowed: metric"),
         ({**GOOD, "trials": 0}, "trials: 0 must be an int >= 1"),
         ({**GOOD, "metric": "loss"}, "metric: 'loss' is not one of val/snr_db"),
+        (
+            {**GOOD, "metric": "val/pesq", "config": {"perceptual_segments": 0}},
+            "metric: val/pesq is measured on config.perceptual_segments, which is 0",
+        ),
         ({**GOOD, "config": {"batch_size": 0}}, "config: batch_size=0 must be >= 1"),
         ({**GOOD, "stop": {"range_ratio": [1.5, 2.0]}}, "must be [low, high] with low < 1 < high"),
         ({**GOOD, "stop": {"patience": 2}}, "allowed keys: grace_epochs"),

@@ -43,3 +43,8 @@ def test_a_stopped_trial_reports_the_penalty_so_the_sampler_learns_it_was_bad():
 def test_bad_rules_are_refused(kwargs):
     with pytest.raises(ValueError):
         StopRules(**kwargs)
+
+
+def test_a_metric_missing_from_an_epoch_stops_the_trial_with_the_reason():
+    verdict = judge(epoch(1), RULES, "val/pesq")
+    assert verdict[REASON] == "no val/pesq this epoch" and verdict[SCORE] == -30.0

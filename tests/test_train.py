@@ -31,8 +31,10 @@ def test_tiny_training_reports_finite_falling_loss_and_writes_checkpoints(tiny_c
         "val/rms_ratio",
         "vq/perplexity",
         "rec/mel",
+        "val/stoi",  # on the first perceptual_segments validation segments
     ):
         assert any(k.endswith(key) for k in final), key
+    assert 0 <= final["val/stoi"] <= 1
     assert (tmp_path / LAST).exists() and (tmp_path / BEST).exists()
     written = {p.name for p in (tmp_path / SAMPLES).iterdir()}
     assert written >= {"input_0.wav", "output_0.wav", "waveform.png", "spectrogram.png", "index.html"}

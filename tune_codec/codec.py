@@ -107,6 +107,25 @@ def describe(config: Config, frames: int, samples: int) -> str:
 
 
 @torch.no_grad()
+def codes_of(model: Codec, config: Config, audio: np.ndarray) -> torch.Tensor:
+    """(T,) audio at the codec's rate -> (n_codebooks, frames) codes, in pieces of bounded memory."""
+    frames = math.ceil(len(audio) / config.hop)
+    x = torch.zeros(1, 1, frames * config.hop)  # padded to whole frames
+    x[0, 0, : len(audio)] = torch.from_numpy(audio)
+    chunk = CHUNK_SECONDS * config.sample_rate // config.hop * config.hop
+    return torch.cat([model.encode(x[..., i : i + chunk]) for i in range(0, x.shape[-1], chunk)], -1)[0]
+
+
+@torch.no_grad()
+def audio_of(model: Codec, config: Config, codes: torch.Tensor, samples: int) -> np.ndarray:
+    """(n_codebooks, frames) codes -> the first `samples` samples of the decoded audio, (T,)."""
+    chunk = CHUNK_SECONDS * config.sample_rate // config.hop
+    frames = codes.shape[-1]
+    y = torch.cat([model.decode(codes[None, :, i : i + chunk]) for i in range(0, frames, chunk)], -1)
+    return y[0, 0, :samples].numpy()
+
+
+@torch.no_grad()
 def encode(model: Codec, config: Config, source: Path, target: Path) -> str:
     """source audio -> target codes file; returns what was done, for the console."""
     try:
@@ -115,11 +134,8 @@ def encode(model: Codec, config: Config, source: Path, target: Path) -> str:
         raise DataError(f"{str(source)!r}: {e}") from None
     info = sf.info(str(source))
     samples = len(audio)
-    frames = math.ceil(samples / config.hop)
-    x = torch.zeros(1, 1, frames * config.hop)  # padded to whole frames
-    x[0, 0, :samples] = torch.from_numpy(audio)
-    chunk = CHUNK_SECONDS * config.sample_rate // config.hop * config.hop
-    codes = torch.cat([model.encode(x[..., i : i + chunk]) for i in range(0, x.shape[-1], chunk)], -1)[0]
+    codes = codes_of(model, config, audio)
+    frames = codes.shape[-1]
     header = {
         "format": FORMAT,
         "model": model_hash(model),
@@ -157,9 +173,7 @@ def decode(model: Codec, config: Config, source: Path, target: Path) -> str:
         )
     frames = header["frames"]
     codes = torch.from_numpy(unpack(packed, config.bits_per_code, (config.n_codebooks, frames)))
-    chunk = CHUNK_SECONDS * config.sample_rate // config.hop
-    y = torch.cat([model.decode(codes[None, :, i : i + chunk]) for i in range(0, frames, chunk)], -1)
-    audio = y[0, 0, : header["samples"]].numpy()
+    audio = audio_of(model, config, codes, header["samples"])
     sf.write(target, np.clip(audio, -1, 1), config.sample_rate, subtype="PCM_16")
     return f"decoded {source} -> {target}: {describe(config, frames, header['samples'])}"
 

@@ -35,6 +35,8 @@ class Config:
     sample_rate: int = 16000  # Hz; audio is resampled to this
     segment_seconds: float = 0.5  # length of one training example
     valid_fraction: float = 0.1  # share of files held out for validation (split by file)
+    valid_max_seconds: float = 0.0  # cap on the validation audio (whole files, fixed order); 0 = no cap
+    perceptual_segments: int = 16  # validation segments PESQ and STOI score each epoch, as one clip; 0 = off
     silence_db: float = -45.0  # segments with RMS below this (dBFS) are dropped
     # model (SEANet-style encoder/decoder)
     channels: int = 16  # width of the first conv; doubles at each stride
@@ -105,6 +107,8 @@ def _problems(c: Config) -> list[str]:
         (c.sample_rate >= 1000, "sample_rate", "an int >= 1000"),
         (c.segment_seconds > 0, "segment_seconds", "> 0"),
         (0 < c.valid_fraction < 1, "valid_fraction", "between 0 and 1"),
+        (c.valid_max_seconds >= 0, "valid_max_seconds", ">= 0"),
+        (c.perceptual_segments >= 0, "perceptual_segments", ">= 0"),
         (c.channels >= 1, "channels", ">= 1"),
         (len(c.strides) >= 1 and all(s >= 1 for s in c.strides), "strides", "ints >= 1"),
         (c.residual_layers >= 0, "residual_layers", ">= 0"),

@@ -173,6 +173,13 @@ def split(corpus: Corpus, config: Config) -> CodecData:
     valid = [n for n in usable if is_valid_file(n, config.valid_fraction)] or usable[:1]
     if len(valid) == len(usable):
         valid = valid[:-1]
+    if config.valid_max_seconds:  # whole files in their fixed (hashed) order; the rest train
+        cap, total = config.valid_max_seconds * config.sample_rate, 0
+        for i, name in enumerate(valid):
+            total += segs[name].size
+            if total >= cap:
+                valid = valid[: i + 1]
+                break
     train = [n for n in usable if n not in valid]
     return CodecData(
         train=np.concatenate([segs[n] for n in train]),

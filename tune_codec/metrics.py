@@ -1,10 +1,14 @@
-"""Validation metrics: SNR, SI-SDR, range/RMS ratio, codebook usage."""
+"""Validation metrics: SNR, SI-SDR, range/RMS ratio, codebook usage, PESQ and STOI."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+import torchaudio.functional as AF
+from pesq import pesq
+from pystoi import stoi
 
 
 def snr_db(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -73,3 +77,17 @@ def debug_block(m: dict[str, float]) -> str:
             f"{100 * m['vq/dead_fraction']:.0f}% codes unused",
         ]
     )
+
+
+def perceptual(reference: np.ndarray, decoded: np.ndarray, rate: int) -> dict[str, float]:
+    """PESQ (wideband at 16 kHz and above, narrowband below, resampled to the rate it is defined at) and
+    STOI of decoded against reference, both (T,) float at `rate`. PESQ is NaN where it finds no speech."""
+    pesq_rate = 16000 if rate >= 16000 else 8000
+    x, y = reference, decoded
+    if pesq_rate != rate:
+        x, y = (AF.resample(torch.from_numpy(a), rate, pesq_rate).numpy() for a in (reference, decoded))
+    try:
+        quality = pesq(pesq_rate, x, y, "wb" if pesq_rate == 16000 else "nb")
+    except Exception:  # the pesq package's own errors: no utterances, too short
+        quality = math.nan
+    return {"pesq": quality, "stoi": float(stoi(reference, decoded, rate, extended=False))}

@@ -1,6 +1,6 @@
 """Search-space YAML -> validated search settings and Tune distributions, before Ray starts.
 
-metric: val/snr_db            # what Optuna maximises (a validation metric in dB)
+metric: val/snr_db            # what Optuna maximises: val/snr_db, val/si_sdr_db, val/pesq, val/stoi
 trials: 12                    # trials Optuna proposes
 concurrency: 2                # trials running at once
 config: {num_epochs: 12}      # fixed for every trial (any config field)
@@ -27,10 +27,13 @@ from ray import tune
 from tune_codec.config import FIELDS, Config, UsageError, coerce, make_config
 from tune_codec.stopping import StopRules
 
-METRICS = ("val/snr_db", "val/si_sdr_db", "val/best_snr_db")  # all in dB, higher is better
+METRICS = ("val/snr_db", "val/si_sdr_db", "val/best_snr_db", "val/pesq", "val/stoi")  # higher is better
+PERCEPTUAL = ("val/pesq", "val/stoi")  # measured on config.perceptual_segments validation segments
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical", "fixed")
 # fields that shape the decoded data, loaded once for all trials: set them under `config:`
-DATA_FIELDS = ("sample_rate", "segment_seconds", "valid_fraction", "silence_db", "strides")
+DATA_FIELDS = (
+    "sample_rate", "segment_seconds", "valid_fraction", "valid_max_seconds", "silence_db", "strides"
+)  # fmt: skip
 SETTINGS = ("metric", "trials", "concurrency", "config", "stop", "asha", "search", "start")
 
 
@@ -142,6 +145,8 @@ def parse_space(raw) -> Space:
     metric = raw.get("metric", default("metric"))
     if metric not in METRICS:
         raise SpaceError(f"metric: {metric!r} is not one of {', '.join(METRICS)}")
+    if metric in PERCEPTUAL and not base.perceptual_segments:
+        raise SpaceError(f"metric: {metric} is measured on config.perceptual_segments, which is 0")
     trials, concurrency = (positive_int(raw, k, default(k)) for k in ("trials", "concurrency"))
     searched = searched_fields(search)
     start = tuple(parse_start(i, point, searched, base) for i, point in enumerate(raw.get("start") or []))

@@ -50,7 +50,7 @@ def stop_reason(metrics: dict, rules: StopRules) -> str | None:
 
 def judge(metrics: dict, rules: StopRules, metric: str) -> dict:
     """metrics plus the verdict: stop/reason ('' when healthy) and search/score."""
-    reason = stop_reason(metrics, rules)
+    reason = stop_reason(metrics, rules) or ("" if metric in metrics else f"no {metric} this epoch")
     score = rules.penalty_db if reason else metrics[metric]
     return {**metrics, REASON: reason or "", SCORE: score}
 

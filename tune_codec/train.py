@@ -18,7 +18,7 @@ from tune_codec.checkpoint import BEST, LAST, N_CLIPS, SAMPLES, load_state, save
 from tune_codec.config import Config
 from tune_codec.data import CodecData
 from tune_codec.losses import CodecLoss
-from tune_codec.metrics import codebook_metrics, debug_block, signal_metrics
+from tune_codec.metrics import codebook_metrics, debug_block, perceptual, signal_metrics
 from tune_codec.model import Codec
 from tune_codec.samples import write_samples
 
@@ -156,6 +156,11 @@ def validate(model, loss_fn, valid_x, config, device, autocast) -> tuple[dict, n
         "val/mel_distance": mel,
         **codebook_metrics(codes, config.codebook_size),
     }
+    if config.perceptual_segments:  # the first segments, end to end: one clip, the same every epoch
+        n = config.perceptual_segments
+        heard = perceptual(valid_x[:n].flatten().numpy(), y[:n].flatten().numpy(), config.sample_rate)
+        # a PESQ that found no speech is left out, not reported as a non-finite metric (a fault)
+        metrics.update({f"val/{k}": v for k, v in heard.items() if math.isfinite(v)})
     return metrics, y[:N_CLIPS].numpy()
 
 
@@ -163,5 +168,7 @@ def format_epoch(m: dict) -> str:
     return (
         f"epoch {m['epoch']}: loss {m['loss/total']:.4f} | range ratio {m['val/range_ratio']:.3f} "
         f"RMS ratio {m['val/rms_ratio']:.3f} SNR {m['val/snr_db']:.2f} dB SI-SDR {m['val/si_sdr_db']:.2f} dB "
-        f"| {m['time/audio_s_per_s']:.1f} audio s/s"
+        + (f" PESQ {m['val/pesq']:.2f}" if "val/pesq" in m else "")
+        + (f" STOI {m['val/stoi']:.3f}" if "val/stoi" in m else "")
+        + f" | {m['time/audio_s_per_s']:.1f} audio s/s"
     )
