@@ -14,6 +14,8 @@ from tune_codec.config import DEFAULTS, Config, UsageError, add_config_flags, co
 from tune_codec.data import load_data
 from tune_codec.tracking import (
     EXPERIMENT_HELP,
+    RUN,
+    RUN_FILE,
     URI_HELP,
     Outbox,
     Tracker,
@@ -29,10 +31,6 @@ from tune_codec.tracking import (
 from tune_codec.train import pick_device, train
 
 PROG = "train_codec.py"
-# the run's MLflow id and the updates MLflow has not taken yet (an Outbox's state), kept with the
-# checkpoints, so --resume continues the same run and an MLflow outage costs no update
-RUN_FILE = "mlflow_run.json"
-RUN = "run"  # the run's key in that state
 
 
 def parse_args(argv):

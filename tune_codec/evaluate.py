@@ -31,7 +31,15 @@ from tune_codec.data import DataError, decode, find_audio
 from tune_codec.losses import CodecLoss, MultiScaleMel
 from tune_codec.metrics import perceptual, si_sdr_db, snr_db
 from tune_codec.summary import format_table
-from tune_codec.tracking import UNREACHABLE, URI_HELP, one_line, read_state, resolve_tracking_uri
+from tune_codec.tracking import (
+    RUN,
+    RUN_FILE,
+    UNREACHABLE,
+    URI_HELP,
+    one_line,
+    read_state,
+    resolve_tracking_uri,
+)
 
 PROG = "python -m tune_codec.evaluate"
 SCORES = ("SNR dB", "SI-SDR dB", "PESQ", "STOI", "mel distance")
@@ -42,7 +50,6 @@ METRIC_NAMES = {
     "STOI": "stoi",
     "mel distance": "mel",
 }
-RUN_FILE = "mlflow_run.json"  # beside a train_codec.py checkpoint: the run it belongs to
 
 
 def parse_args(argv):
@@ -132,7 +139,7 @@ def run_of(checkpoint: str, tracking_uri: str | None) -> tuple[str | None, str]:
         return checkpoint.removeprefix("runs:/").split("/")[0], resolve_tracking_uri(tracking_uri)
     beside = Path(checkpoint).parent / RUN_FILE
     saved = read_state(beside) if beside.exists() else {}
-    return saved.get("runs", {}).get("run"), resolve_tracking_uri(tracking_uri or saved.get("tracking_uri"))
+    return saved.get("runs", {}).get(RUN), resolve_tracking_uri(tracking_uri or saved.get("tracking_uri"))
 
 
 def log_to_run(client: MlflowClient, run_id: str, table: list[dict], out: Path) -> None:

@@ -239,6 +239,10 @@ def check_reachable(uri: str) -> None:
 
 
 SEARCH = "search"  # the parent run's key in a search's state
+# a single run's MLflow id and the updates MLflow has not taken yet (an Outbox's state), kept with its
+# checkpoints, so --resume continues the same run and an MLflow outage costs no update
+RUN_FILE = "mlflow_run.json"
+RUN = "run"  # the run's key in that state
 
 
 def state_path(folder: Path) -> Path:
