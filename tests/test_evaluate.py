@@ -122,3 +122,21 @@ def test_the_real_speech_corpus_is_built_with_a_held_out_split_by_file(tmp_path)
     assert info.samplerate == 16000 and info.channels == 1
     minutes = sum(sf.info(p).duration for p in train + heldout) / 60
     assert 45 < minutes < 65 and "voices: en_US_f_Allison, es_MX_f_Allison" in done.stdout
+
+
+def test_a_train_codec_checkpoint_logs_its_evaluation_to_its_own_run(audio_dir, tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    import train_codec
+
+    from .test_cli import tiny_flags
+
+    ckpt, db = tmp_path / "ckpt", tmp_path / "mlflow.db"
+    flags = ["--data_dir", str(audio_dir), "--cache_dir", str(tmp_path / "cache"), "--tracking_uri", str(db)]
+    assert train_codec.main([*flags, "--checkpoint_dir", str(ckpt), *tiny_flags()]) == 0
+    out = ["--reference", "none", "--out", str(tmp_path / "out")]
+    assert evaluate.main([str(ckpt / "best.pt"), str(audio_dir), *out]) == 0
+    run_id = json.loads((ckpt / train_codec.RUN_FILE).read_text())["runs"][train_codec.RUN]
+    assert f"eval/ metrics logged to run {run_id}" in capsys.readouterr().out  # the store it was trained in
+    metrics = MlflowClient(f"sqlite:///{db}").get_run(run_id).data.metrics
+    assert {"eval/stoi", "eval/snr_db", "eval/kbps"} <= set(metrics) and "eval/opus/kbps" not in metrics
