@@ -73,7 +73,7 @@ def test_a_checkpoint_and_opus_are_scored_on_every_readable_file(eval_dir, smoke
     report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert set(report["skipped"]) == {"broken.wav", "short.wav"} and len(report["means"]) == 2
     metrics = smoke_search.client.get_run(best.info.run_id).data.metrics
-    assert {"eval/pesq", "eval/stoi", "eval/si_sdr_db", "eval/opus/pesq", "eval/opus/kbps"} <= set(metrics)
+    assert {"eval/pesq", "eval/stoi", "eval/si_sdr_db", "eval/opus_16kbps/pesq"} <= set(metrics)
     assert metrics["eval/pesq"] == pytest.approx(report["means"][0]["PESQ"])
 
 
@@ -86,11 +86,24 @@ def test_without_opus_tools_it_says_so_and_scores_the_checkpoint(eval_dir, tmp_p
     assert {row["codec"] for row in rows} == {"checkpoint"}
 
 
+@needs_opus
+def test_opus_is_scored_at_each_bitrate_asked_for(eval_dir, smoke_search, tmp_path):
+    data, best, flags = eval_dir
+    asked = [f"runs:/{best.info.run_id}/checkpoint/best.pt", str(data), "--opus-kbps", "6", "12", *flags]
+    assert evaluate.main(asked) == 0
+    table = {row["codec"]: row for row in csv.DictReader(open(tmp_path / "out" / "means.csv"))}
+    assert list(table) == ["checkpoint", "opus 6 kbps", "opus 12 kbps"]
+    assert float(table["opus 6 kbps"]["kbps"]) < float(table["opus 12 kbps"]["kbps"])
+    metrics = smoke_search.client.get_run(best.info.run_id).data.metrics
+    assert metrics["eval/opus_6kbps/kbps"] == pytest.approx(float(table["opus 6 kbps"]["kbps"]))
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["nope.pt", "."], "checkpoint 'nope.pt' does not exist"),
         ([None, "/nonexistent/audio"], "'/nonexistent/audio' does not exist"),
+        ([None, ".", "--opus-kbps", "5"], "--opus-kbps 5: Opus takes at least 6 kbps"),
     ],
 )
 def test_bad_arguments_are_one_line_exit_2(args, message, eval_dir, capsys):
@@ -139,4 +152,4 @@ def test_a_train_codec_checkpoint_logs_its_evaluation_to_its_own_run(audio_dir, 
     run_id = json.loads((ckpt / train_codec.RUN_FILE).read_text())["runs"][train_codec.RUN]
     assert f"eval/ metrics logged to run {run_id}" in capsys.readouterr().out  # the store it was trained in
     metrics = MlflowClient(f"sqlite:///{db}").get_run(run_id).data.metrics
-    assert {"eval/stoi", "eval/snr_db", "eval/kbps"} <= set(metrics) and "eval/opus/kbps" not in metrics
+    assert {"eval/stoi", "eval/snr_db", "eval/kbps"} <= set(metrics) and not any("opus" in k for k in metrics)

@@ -60,7 +60,15 @@ def parse_args(argv):
         "--reference",
         choices=("opus", "none"),
         default="opus",
-        help="a reference codec at the checkpoint's bitrate (default: opus, with opus-tools)",
+        help="a reference codec (default: opus, with opus-tools)",
+    )
+    p.add_argument(
+        "--opus-kbps",
+        type=float,
+        nargs="+",
+        metavar="KBPS",
+        help=f"Opus bitrates to score beside the checkpoint, each >= {opus.MIN_KBPS:g} "
+        "(default: the checkpoint's bitrate)",
     )
     p.add_argument(
         "--out", type=Path, default=Path("evaluation"), help="CSV and JSON go here (default: evaluation)"
@@ -85,13 +93,14 @@ def score(reference: np.ndarray, decoded: np.ndarray, rate: int, mel: MultiScale
 
 
 def evaluate(
-    model, config: Config, files: list[Path], root: Path, reference: str
+    model, config: Config, files: list[Path], root: Path, reference: str, opus_kbps: list[float] | None
 ) -> tuple[list[dict], dict, str]:
-    """Rows (one per file and codec), files skipped with why, and a note on the reference."""
+    """Rows (one per file and codec), files skipped with why, and a note on the reference: Opus at each
+    of opus_kbps, by default at the codec's bitrate."""
     note = opus.missing() if reference == "opus" else "none asked for"
-    kbps = config.bitrate / 1000
-    if note is None and kbps < opus.MIN_KBPS:
-        note = f"Opus takes at least {opus.MIN_KBPS:g} kbps; this codec runs at {kbps:g}"
+    rates = opus_kbps or [config.bitrate / 1000]
+    if note is None and rates[0] < opus.MIN_KBPS:
+        note = f"Opus takes at least {opus.MIN_KBPS:g} kbps; this codec runs at {rates[0]:g}"
     mel = CodecLoss(config).mel  # as val/mel_distance is measured in training
     rows, skipped = [], {}
     for path in tqdm(files, desc="evaluating", unit="file", leave=False):
@@ -110,13 +119,20 @@ def evaluate(
         decoded = audio_of(model, config, codes, len(audio))
         scores = score(audio, decoded, config.sample_rate, mel)
         rows.append({"file": name, "codec": "checkpoint", "kbps": coded_bits / seconds / 1000, **scores})
-        if note is None:
+        for kbps in rates if note is None else ():
             decoded, size = opus.roundtrip(audio, config.sample_rate, kbps)
             scores = score(audio, decoded, config.sample_rate, mel)
-            rows.append(
-                {"file": name, "codec": f"opus {kbps:g} kbps", "kbps": 8 * size / seconds / 1000, **scores}
-            )
+            rows.append({"file": name, "codec": opus_name(kbps), "kbps": 8 * size / seconds / 1000, **scores})
     return rows, skipped, note or ""
+
+
+def opus_name(kbps: float) -> str:
+    return f"opus {kbps:g} kbps"
+
+
+def metric_prefix(codec: str) -> str:
+    """Where a codec's means go in MLflow: eval/ for the checkpoint, eval/opus_8kbps/ for Opus at 8 kbps."""
+    return "eval" if codec == "checkpoint" else "eval/" + codec.replace(" kbps", "kbps").replace(" ", "_")
 
 
 def means(rows: list[dict]) -> list[dict]:
@@ -143,10 +159,10 @@ def run_of(checkpoint: str, tracking_uri: str | None) -> tuple[str | None, str]:
 
 
 def log_to_run(client: MlflowClient, run_id: str, table: list[dict], out: Path) -> None:
-    """eval/<score> for the checkpoint, eval/opus/<score> for the reference; the CSV and JSON as artifacts."""
+    """eval/<score> for the checkpoint, eval/opus_<K>kbps/<score> for Opus; the CSV and JSON as artifacts."""
     metrics = []
     for row in table:
-        prefix = "eval" if row["codec"] == "checkpoint" else "eval/opus"
+        prefix = metric_prefix(row["codec"])
         for key in ("kbps", *SCORES):
             if math.isfinite(row[key]):
                 metrics.append(Metric(f"{prefix}/{METRIC_NAMES.get(key, key)}", row[key], 0, 0))
@@ -157,6 +173,9 @@ def log_to_run(client: MlflowClient, run_id: str, table: list[dict], out: Path) 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        for kbps in args.opus_kbps or ():
+            if not kbps >= opus.MIN_KBPS:
+                raise UsageError(f"--opus-kbps {kbps:g}: Opus takes at least {opus.MIN_KBPS:g} kbps")
         model, config = open_checkpoint(args.checkpoint, args.tracking_uri)
         root = args.data_dir.resolve()
         files = find_audio(root)
@@ -167,7 +186,7 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     print(f"codec: {config.describe()}")
-    rows, skipped, note = evaluate(model, config, files, root, args.reference)
+    rows, skipped, note = evaluate(model, config, files, root, args.reference, args.opus_kbps)
     if not rows:
         print(
             f"{PROG}: error: none of the {len(files)} files under {str(root)!r} could be read",
