@@ -28,6 +28,8 @@ def test_unknown_field_is_an_error_naming_it_and_the_allowed_ones():
         ({"batch_size": 2.5}, "batch_size=2.5"),
         ({"batch_size": "many"}, "batch_size='many'"),
         ({"bf16": "maybe"}, "bf16='maybe'"),
+        ({"best_metric": "loss"}, "best_metric='loss' must be one of val/snr_db"),
+        ({"best_metric": "val/pesq", "perceptual_segments": 0}, "best_metric=val/pesq is scored on"),
     ],
 )
 def test_bad_values_are_errors_naming_the_value(params, bad):

@@ -105,4 +105,4 @@ def test_a_spent_budget_launches_no_new_trial_and_lets_the_running_one_finish(sm
     assert "no new trials after 1 of 3" in printed and "1 of 3 trials run" in printed
     assert "importances and parallel coordinates need 2 trials that reported a score; 1 did" in printed
     written = {p.name for p in (tmp_path / "report").iterdir()}
-    assert written == {"report.html", "report.txt", "history.png", "snr_vs_fields.png"}
+    assert written == {"report.html", "report.txt", "history.png", "best_vs_fields.png"}

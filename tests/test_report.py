@@ -2,10 +2,11 @@ import re
 
 import pytest
 
-from tune_codec import report
+from tune_codec import evaluate, report
 from tune_codec.cost import COST, dollars
+from tune_codec.summary import cell
 
-FILES = {"report.html", "report.txt", "history.png", "parallel.png", "snr_vs_fields.png", "importances.png"}
+FILES = {"report.html", "report.txt", "history.png", "parallel.png", "best_vs_fields.png", "importances.png"}
 
 
 def at_best_epoch(client, run_id: str, key: str) -> float:
@@ -18,6 +19,11 @@ def test_the_report_tables_every_trial_ranks_the_fields_and_is_logged_to_the_sea
 ):
     s = smoke_search
     out = tmp_path / "report"
+    best = max(s.children, key=lambda c: c.data.metrics["val/best_snr_db"])
+    checkpoint = f"runs:/{best.info.run_id}/checkpoint/best.pt"
+    judged = [checkpoint, str(s.root / "corpus"), "--reference", "none", "--out", str(tmp_path / "eval")]
+    assert evaluate.main([*judged, "--tracking-uri", str(s.db)]) == 0
+    pesq = s.client.get_run(best.info.run_id).data.metrics["eval/pesq"]
     assert report.main(["smoke", "--tracking-uri", str(s.db), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == FILES
@@ -29,19 +35,24 @@ def test_the_report_tables_every_trial_ranks_the_fields_and_is_logged_to_the_sea
         for value in (child.data.metrics["val/best_snr_db"], si_sdr, rms, child.data.metrics[COST]):
             assert f" {value:.4g} " in row
         assert " completed " in row and row.rstrip().endswith(dollars(child.data.metrics[COST] * 2.5))
-    best = max(s.children, key=lambda c: c.data.metrics["val/best_snr_db"])
     assert (
         f"best: trial {best.data.tags['trial_id']}, best validation SNR "
         f"{best.data.metrics['val/best_snr_db']:.2f} dB" in printed
     )
-    assert f"python -m tune_codec.codec encode runs:/{best.info.run_id}/checkpoint/best.pt" in printed
+    assert f"python -m tune_codec.codec encode {checkpoint}" in printed
+    # the best trial's held-out evaluation, as the evaluate command logged it to the trial's run
+    evaluated = text.split(report.EVALUATED + "\n")[1].splitlines()
+    assert evaluated[0].split()[:4] == ["codec", "kbps", "SNR", "dB"]
+    assert evaluated[1].startswith("checkpoint ") and f" {cell(pesq)} " in evaluated[1]
     heading = "importances for search/score (PED-ANOVA, from 3 trials): "
     (line,) = [line for line in text.splitlines() if line.startswith(heading)]
     importances = dict(re.findall(r"(\w+) ([\d.]+)", line.removeprefix(heading)))
     assert set(importances) == {"rms_weight", "learning_rate"}
     assert sum(map(float, importances.values())) == pytest.approx(1, abs=0.002)
     page = (out / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 4 and page.count("<tr>") == 1 + 3
+    held_out = report.evaluation(s.client.get_run(best.info.run_id))  # Opus too if the evaluate tests ran
+    assert page.count('src="data:image/png;base64,') == 4
+    assert page.count("<tr>") == 1 + 3 + 1 + len(held_out) and report.EVALUATED in page
     logged = {a.path for a in s.client.list_artifacts(s.parent.info.run_id, "report")}
     assert logged == {f"report/{name}" for name in FILES}
 

@@ -1,8 +1,9 @@
 import optuna
 import pytest
+import torch
 import yaml
 
-from tune_codec import run, summary, trial
+from tune_codec import report, run, summary, trial
 from tune_codec.config import make_config
 
 from .conftest import SMOKE, runs_of, space_file
@@ -38,6 +39,34 @@ def test_smoke_search_records_a_tree_of_runs_and_the_best_config(ray_local, sear
     assert run.main(["--space", str(SMOKE), *flags]) == 2
     assert "already holds a search; pass --resume" in capsys.readouterr().err
     assert best_file.exists() and len(runs_of(client)[1]) == 3
+
+
+def test_a_search_for_another_metric_keeps_and_names_the_best_by_that_metric(
+    ray_local, search_env, tmp_path, capsys
+):
+    flags, client = search_env
+    space = space_file(tmp_path, "sisdr", metric="val/si_sdr_db", config={"num_epochs": 4})
+    assert run.main(["--space", str(space), *flags]) == 0
+    out = capsys.readouterr().out
+    (parent,), children = runs_of(client)
+    best_of = {}
+    for child in children:
+        history = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "val/si_sdr_db")}
+        best_epoch = max(history, key=history.get)
+        best_of[child.data.tags["trial_id"]] = history[best_epoch]
+        assert child.data.metrics["val/best_si_sdr_db"] == pytest.approx(history[best_epoch])
+        # each trial's best.pt holds its best epoch by SI-SDR, not by SNR
+        path = client.download_artifacts(
+            child.info.run_id, "checkpoint/best.pt", str(tmp_path / child.info.run_id)
+        )
+        assert torch.load(path, weights_only=False)["metrics"]["epoch"] == best_epoch
+    trial_id = max(best_of, key=best_of.get)
+    assert f"best: trial {trial_id}, best validation SI-SDR {best_of[trial_id]:.2f} dB (SNR " in out
+    assert parent.data.metrics["best_si_sdr_db"] == pytest.approx(best_of[trial_id])
+    assert report.main(["sisdr", "--tracking-uri", flags[-1], "--out", str(tmp_path / "report")]) == 0
+    printed = capsys.readouterr().out
+    assert f"best: trial {trial_id}, best validation SI-SDR {best_of[trial_id]:.2f} dB at epoch" in printed
+    assert "best SI-SDR dB" in printed.splitlines()[0] and "judge it on held-out audio" in printed
 
 
 def test_a_collapsing_space_is_stopped_and_recorded_as_collapsed(ray_local, search_env, tmp_path, capsys):

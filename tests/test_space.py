@@ -40,6 +40,8 @@ def test_settings_and_fixed_values_are_applied():
     assert space.trials == 5 and space.base.num_epochs == 7
     assert space.stop == StopRules(grace_epochs=2, range_ratio=(0.8, 1.25))
     assert space.param_space()["num_epochs"] == 7 and space.param_space()["channels"] == 8
+    assert space.base.best_metric == "val/snr_db"  # each trial's best.pt follows the space's metric
+    assert parse_space({**GOOD, "metric": "val/stoi"}).param_space()["best_metric"] == "val/stoi"
 
 
 @pytest.mark.parametrize(
@@ -69,6 +71,14 @@ def test_settings_and_fixed_values_are_applied():
         (
             {**GOOD, "metric": "val/pesq", "config": {"perceptual_segments": 0}},
             "metric: val/pesq is measured on config.perceptual_segments, which is 0",
+        ),
+        (
+            {**GOOD, "metric": "val/stoi", "config": {"best_metric": "val/pesq"}},
+            "config.best_metric: val/pesq is not the space's metric val/stoi",
+        ),
+        (
+            {"search": {"best_metric": {"categorical": ["val/pesq"]}}},
+            "best_metric follows the space's metric:",
         ),
         ({**GOOD, "config": {"batch_size": 0}}, "config: batch_size=0 must be >= 1"),
         ({**GOOD, "stop": {"range_ratio": [1.5, 2.0]}}, "must be [low, high] with low < 1 < high"),

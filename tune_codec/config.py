@@ -28,6 +28,16 @@ LOSS_WEIGHTS = {
     "vq/commit": "commit_weight",
 }
 
+# The validation metrics a run keeps the best epoch of (higher is better); PESQ and STOI are scored on
+# perceptual_segments segments.
+BEST_METRICS = ("val/snr_db", "val/si_sdr_db", "val/pesq", "val/stoi")
+PERCEPTUAL = ("val/pesq", "val/stoi")
+
+
+def best_key(metric: str) -> str:
+    """The running best of a validation metric, as logged: val/pesq -> val/best_pesq."""
+    return metric.replace("val/", "val/best_", 1)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -37,6 +47,7 @@ class Config:
     valid_fraction: float = 0.1  # share of files held out for validation (split by file)
     valid_max_seconds: float = 0.0  # cap on the validation audio (whole files, fixed order); 0 = no cap
     perceptual_segments: int = 16  # validation segments PESQ and STOI score each epoch, as one clip; 0 = off
+    best_metric: str = "val/snr_db"  # best.pt keeps the epoch where this is highest (one of BEST_METRICS)
     silence_db: float = -45.0  # segments with RMS below this (dBFS) are dropped
     # model (SEANet-style encoder/decoder)
     channels: int = 16  # width of the first conv; doubles at each stride
@@ -125,6 +136,10 @@ def _problems(c: Config) -> list[str]:
         (c.max_steps_per_epoch >= 0, "max_steps_per_epoch", ">= 0"),
     ]
     problems = [f"{name}={getattr(c, name)!r} must be {rule}" for ok, name, rule in checks if not ok]
+    if c.best_metric not in BEST_METRICS:
+        problems.append(f"best_metric={c.best_metric!r} must be one of {', '.join(BEST_METRICS)}")
+    elif c.best_metric in PERCEPTUAL and not c.perceptual_segments:
+        problems.append(f"best_metric={c.best_metric} is scored on perceptual_segments, which is 0")
     problems += [
         f"{w}={getattr(c, w)!r} must be >= 0" for w in LOSS_WEIGHTS.values() if not getattr(c, w) >= 0
     ]

@@ -30,10 +30,11 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from tune_codec.cli import parse  # noqa: E402
 from tune_codec.config import UsageError, coerce  # noqa: E402
 from tune_codec.cost import COST, Budget, check_price, describe_budget, describe_cost, dollars  # noqa: E402
+from tune_codec.evaluate import METRIC_NAMES  # noqa: E402
 from tune_codec.pages import data_uri, write_page  # noqa: E402
 from tune_codec.space import from_params  # noqa: E402
 from tune_codec.stopping import SCORE, is_useful  # noqa: E402
-from tune_codec.summary import cell, format_table  # noqa: E402
+from tune_codec.summary import best_text, cell, format_table, label  # noqa: E402
 from tune_codec.tracking import (  # noqa: E402
     DEFAULT_DB,
     EXPERIMENT_HELP,
@@ -46,11 +47,14 @@ from tune_codec.tracking import (  # noqa: E402
     state_path,
 )
 
-AT_BEST = ("val/si_sdr_db", "val/range_ratio", "val/rms_ratio")  # read at the epoch of the best SNR
+# read at each trial's best epoch by the space's metric (the epoch its best.pt holds)
+AT_BEST = ("val/snr_db", "val/si_sdr_db", "val/pesq", "val/stoi", "val/range_ratio", "val/rms_ratio")
+COLUMNS = {"val/range_ratio": "range ratio", "val/rms_ratio": "RMS ratio"}
+EVALUATED = "The best trial on held-out audio (python -m tune_codec.evaluate, means over the files)"
 FIGURES = {
     "history.png": "Optimisation history: what Optuna was told (search/score) per trial, and the best so far",
     "parallel.png": "Parallel coordinates of the searched fields, coloured by search/score",
-    "snr_vs_fields.png": "Best validation SNR against each searched field",
+    "best_vs_fields.png": "Each trial's best validation metric against each searched field",
     "importances.png": "Parameter importances (Optuna's PED-ANOVA) for search/score",
 }
 
@@ -122,11 +126,11 @@ class Trial:
     row: dict  # the table's columns
     params: dict  # searched field -> value
     score: float | None  # what Optuna was told; None when the run never reported
-    best_snr: float
+    best: float  # the space's metric at the trial's best epoch
     useful: bool
 
 
-def load_trials(client: MlflowClient, parent: Run, searched: list[str]) -> list[Trial]:
+def load_trials(client: MlflowClient, parent: Run, searched: list[str], metric: str) -> list[Trial]:
     """The search's child runs in the order they started."""
     children = client.search_runs(
         [parent.info.experiment_id],
@@ -136,31 +140,33 @@ def load_trials(client: MlflowClient, parent: Run, searched: list[str]) -> list[
     trials = []
     for run in children:
         m = run.data.metrics
-        snr = {h.step: h.value for h in client.get_metric_history(run.info.run_id, "val/snr_db")}
-        best_epoch = max(snr, key=snr.get) if snr else None
-        at_best = {}
-        for key in AT_BEST:
-            history = {h.step: h.value for h in client.get_metric_history(run.info.run_id, key)}
-            at_best[key] = history.get(best_epoch, math.nan)
+        history = {
+            key: {h.step: h.value for h in client.get_metric_history(run.info.run_id, key)} for key in AT_BEST
+        }
+        best_epoch = max(history[metric], key=history[metric].get) if history[metric] else None
+        at_best = {key: values.get(best_epoch, math.nan) for key, values in history.items()}
         reason = run.data.tags.get("stop_reason", run.info.status.lower())
-        best_snr = snr[best_epoch] if snr else math.nan
+        best = at_best.pop(metric)
         params = {k: coerce(k, run.data.params[k]) for k in searched}
         row = {
             "trial": run.data.tags.get("trial_id", run.info.run_name),
             **params,
             "epochs": int(m.get("epoch", 0)),
             "best epoch": best_epoch or 0,
-            "best SNR dB": best_snr,
-            "SI-SDR dB": at_best["val/si_sdr_db"],
-            "range ratio": at_best["val/range_ratio"],
-            "RMS ratio": at_best["val/rms_ratio"],
+            f"best {label(metric)}": best,
+            **{COLUMNS.get(key, label(key)): value for key, value in at_best.items()},
             "stop reason": reason,
             "device h": m.get(COST, 0.0),
         }
-        useful = run.info.status == "FINISHED" and is_useful(reason) and math.isfinite(best_snr)
+        useful = run.info.status == "FINISHED" and is_useful(reason) and math.isfinite(best)
         score = m.get(SCORE) if run.info.status == "FINISHED" else None
-        trials.append(Trial(run, row, params, score, best_snr, useful))
+        trials.append(Trial(run, row, params, score, best, useful))
     return trials
+
+
+def metric_of(parent: Run) -> str:
+    """The validation metric the search maximised."""
+    return parent.data.params["metric"]
 
 
 def distributions(parent: Run) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -183,13 +189,13 @@ def study_of(trials: list[Trial], space: dict) -> optuna.Study:
                     params=t.params,
                     distributions=space,
                     value=t.score,
-                    user_attrs={"best_snr_db": t.best_snr},
+                    user_attrs={"best": t.best},
                 )
             )
     return study
 
 
-def plot_snr_vs_fields(path: Path, trials: list[Trial], space: dict) -> None:
+def plot_best_vs_fields(path: Path, trials: list[Trial], space: dict, metric: str) -> None:
     fig, axes = plt.subplots(1, len(space), figsize=(4 * len(space), 3.4), squeeze=False, sharey=True)
     for ax, (name, dist) in zip(axes[0], space.items(), strict=True):
         categorical = isinstance(dist, optuna.distributions.CategoricalDistribution)
@@ -200,9 +206,9 @@ def plot_snr_vs_fields(path: Path, trials: list[Trial], space: dict) -> None:
             (True, dict(c="tab:blue", label="useful")),
             (False, dict(c="tab:red", marker="x", label="collapsed or failed")),
         ):
-            shown = [t for t in trials if t.useful == useful and math.isfinite(t.best_snr)]
+            shown = [t for t in trials if t.useful == useful and math.isfinite(t.best)]
             xs = [choices.index(t.params[name]) if categorical else t.params[name] for t in shown]
-            ax.scatter(xs, [t.best_snr for t in shown], **style)
+            ax.scatter(xs, [t.best for t in shown], **style)
         if categorical:  # in the choices' order, not the order the trials came in
             ax.set_xticks(range(len(choices)), [str(c) for c in choices])
         elif getattr(dist, "log", False):
@@ -211,7 +217,7 @@ def plot_snr_vs_fields(path: Path, trials: list[Trial], space: dict) -> None:
             ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^0, 3x10^0 ... overlap
         ax.set_xlabel(name)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("best validation SNR dB")
+    axes[0, 0].set_ylabel(f"best validation {label(metric)}")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -247,11 +253,27 @@ def html_table(rows: list[dict]) -> str:
     return f"<table><tr>{head}</tr>\n{body}</table>"
 
 
+def evaluation(run: Run) -> list[dict]:
+    """What the evaluate command logged to a run (eval/<score>, eval/<reference>/<score>): a row per codec."""
+    codecs: dict[str, dict] = {}
+    for key, value in sorted(run.data.metrics.items()):
+        prefix, _, name = key.rpartition("/")
+        if prefix == "eval" or prefix.startswith("eval/"):
+            codecs.setdefault(prefix.removeprefix("eval").lstrip("/") or "checkpoint", {})[name] = value
+    columns = {"kbps": "kbps", **METRIC_NAMES}  # heading -> logged name, in the evaluate command's order
+    return [
+        {"codec": codec, **{heading: scores.get(name, math.nan) for heading, name in columns.items()}}
+        for codec, scores in sorted(codecs.items(), key=lambda item: item[0] != "checkpoint")
+    ]
+
+
 def write_report(
     client: MlflowClient, parent: Run, space: dict, trials: list[Trial], price: float | None, out: Path
 ) -> str:
     """Write the report's files into out; returns its text (the table and the summary lines)."""
     params = parent.data.params
+    metric = metric_of(parent)
+    held_out: list[dict] = []
     rows = [t.row for t in trials]
     if price is not None:
         for row in rows:
@@ -267,14 +289,23 @@ def write_report(
         budget = Budget(params["budget"], float(params["budget_device_hours"]))
         lines.append(describe_budget(budget, hours, len(trials), int(params["trials"])))
     if useful:
-        best = max(useful, key=lambda t: t.best_snr)
+        best = max(useful, key=lambda t: t.best)
         checkpoint = f"runs:/{best.run.info.run_id}/checkpoint/best.pt"
+        also = ", ".join(
+            f"{k.removesuffix(' dB')} {best.row[k]:.2f} dB" for k in ("SNR dB", "SI-SDR dB") if k in best.row
+        )
         lines += [
-            f"best: trial {best.row['trial']}, best validation SNR {best.best_snr:.2f} dB at epoch "
-            f"{best.row['best epoch']} (SI-SDR {best.row['SI-SDR dB']:.2f} dB); checkpoint {checkpoint}",
+            f"best: trial {best.row['trial']}, {best_text(metric, best.best)} at epoch "
+            f"{best.row['best epoch']} ({also}); checkpoint {checkpoint}",
             f"use it: python -m tune_codec.codec encode {checkpoint} IN.wav OUT.codes "
             f"--tracking-uri {client.tracking_uri}",
         ]
+        held_out = evaluation(best.run)
+        if not held_out:
+            lines.append(
+                f"judge it on held-out audio, with Opus beside it: python -m tune_codec.evaluate "
+                f"{checkpoint} DATA_DIR --tracking-uri {client.tracking_uri}"
+            )
     else:
         lines.append("no useful trial: every trial collapsed, failed or was cut short")
 
@@ -294,18 +325,21 @@ def write_report(
                 f"{len(study.trials)} did"
             )
     lines += [f"optuna: {w.message}" for w in caught]
-    if any(math.isfinite(t.best_snr) for t in trials):
-        plot_snr_vs_fields(out / "snr_vs_fields.png", trials, space)
+    if any(math.isfinite(t.best) for t in trials):
+        plot_best_vs_fields(out / "best_vs_fields.png", trials, space, metric)
 
     if importances:
         shares = ", ".join(f"{k} {v:.3f}" for k, v in importances.items())
         lines.append(f"importances for {SCORE} (PED-ANOVA, from {len(study.trials)} trials): {shares}")
-    text = "\n".join([format_table(rows), "", *lines])
+    judged = ["", EVALUATED, format_table(held_out)] if held_out else []
+    text = "\n".join([format_table(rows), "", *lines, *judged])
     (out / "report.txt").write_text(text + "\n")
     body = [f"<p>{html.escape(line)}</p>" for line in lines]
+    if held_out:
+        body += [f"<h3>{EVALUATED}</h3>", html_table(held_out)]
     body += [
         "<h3>Trials</h3>",
-        "<p>SI-SDR, range and RMS ratio at the epoch of the best SNR (the epoch best.pt holds); device-hours "
+        f"<p>Each trial at its best epoch by {html.escape(metric)} (the epoch best.pt holds); device-hours "
         "are the trial's wall time times the devices it held.</p>",
         html_table(rows),
     ]
@@ -323,7 +357,7 @@ def main(argv=None) -> int:
         check_price(args.price_per_gpu_hour)
         client, parent, note = find_search(args)
         space = distributions(parent)
-        trials = load_trials(client, parent, list(space))
+        trials = load_trials(client, parent, list(space), metric_of(parent))
         if not trials:
             raise UsageError(f"search {parent.info.run_name!r} has no trials yet")
     except UsageError as e:  # a bug keeps its traceback

@@ -24,11 +24,9 @@ import yaml
 from optuna.distributions import distribution_to_json, json_to_distribution
 from ray import tune
 
-from tune_codec.config import FIELDS, Config, UsageError, coerce, make_config
+from tune_codec.config import BEST_METRICS, FIELDS, PERCEPTUAL, Config, UsageError, coerce, make_config
 from tune_codec.stopping import StopRules
 
-METRICS = ("val/snr_db", "val/si_sdr_db", "val/best_snr_db", "val/pesq", "val/stoi")  # higher is better
-PERCEPTUAL = ("val/pesq", "val/stoi")  # measured on config.perceptual_segments validation segments
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical", "fixed")
 # fields that shape the decoded data, loaded once for all trials: set them under `config:`
 DATA_FIELDS = (
@@ -143,10 +141,13 @@ def parse_space(raw) -> Space:
     if not searched_fields(search):
         raise SpaceError("search: names no field with a distribution to search")
     metric = raw.get("metric", default("metric"))
-    if metric not in METRICS:
-        raise SpaceError(f"metric: {metric!r} is not one of {', '.join(METRICS)}")
+    if metric not in BEST_METRICS:
+        raise SpaceError(f"metric: {metric!r} is not one of {', '.join(BEST_METRICS)}")
     if metric in PERCEPTUAL and not base.perceptual_segments:
         raise SpaceError(f"metric: {metric} is measured on config.perceptual_segments, which is 0")
+    if "best_metric" in (raw.get("config") or {}) and base.best_metric != metric:
+        raise SpaceError(f"config.best_metric: {base.best_metric} is not the space's metric {metric}")
+    base = dataclasses.replace(base, best_metric=metric)  # each trial's best.pt: its best epoch by metric
     trials, concurrency = (positive_int(raw, k, default(k)) for k in ("trials", "concurrency"))
     searched = searched_fields(search)
     start = tuple(parse_start(i, point, searched, base) for i, point in enumerate(raw.get("start") or []))
@@ -180,6 +181,8 @@ def parse_distribution(name: str, spec, base: Config) -> tuple[str, object]:
         raise SpaceError(f"{where}: {name!r} is not a config field (allowed: {', '.join(FIELDS)})")
     if name in DATA_FIELDS:
         raise SpaceError(f"{where}: {name} shapes the data shared by all trials; set it under config:")
+    if name == "best_metric":
+        raise SpaceError(f"{where}: best_metric follows the space's metric: (set that instead)")
     if not (isinstance(spec, dict) and len(spec) == 1):
         raise SpaceError(f"{where}: expected one of {{{': ..., '.join(DISTRIBUTIONS)}: ...}}, got {spec!r}")
     ((kind, arg),) = spec.items()

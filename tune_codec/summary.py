@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tune_codec.config import Config, make_config, to_flags
+from tune_codec.config import Config, best_key, make_config, to_flags
 from tune_codec.cost import COST, Budget, describe_budget, describe_cost
 from tune_codec.space import Space
 from tune_codec.stopping import REASON, why_stopped
@@ -27,10 +27,11 @@ class Summary:
 def summarise(
     results, space: Space, folder: Path, device: str, price: float | None, budget: Budget | None
 ) -> Summary:
-    """Table of trials, what they cost, the best healthy one written as YAML and as a train_codec.py
-    command."""
+    """Table of trials, what they cost, the best healthy one (by the space's metric, at its best epoch)
+    written as YAML and as a train_codec.py command."""
     num_epochs = space.base.num_epochs
     searched = space.searched()
+    best_column = f"best {label(space.metric)}"
     rows = []
     for r in results:
         m = r.metrics or {}
@@ -41,6 +42,7 @@ def summarise(
                 "epochs": int(m.get("epoch", 0)),
                 "SNR dB": m.get("val/snr_db", math.nan),
                 "best SNR dB": m.get("val/best_snr_db", math.nan),
+                best_column: m.get(best_key(space.metric), math.nan),
                 "range ratio": m.get("val/range_ratio", math.nan),
                 "train s": m.get("time/train_s", 0.0),
                 "device h": m.get(COST, 0.0),
@@ -54,7 +56,7 @@ def summarise(
     healthy = [
         row
         for row in rows
-        if not row["_collapsed"] and not row["_failed"] and math.isfinite(row["best SNR dB"])
+        if not row["_collapsed"] and not row["_failed"] and math.isfinite(row[best_column])
     ]
     epochs_run = sum(row["epochs"] for row in rows)
     epochs_saved = sum(num_epochs - row["epochs"] for row in rows)
@@ -82,7 +84,7 @@ def summarise(
             "no trial trained without collapsing: widen the space, lower the learning rate or loosen stop:"
         )
         return Summary(format_table(rows), text, metrics, None)
-    best_row = max(healthy, key=lambda row: row["best SNR dB"])
+    best_row = max(healthy, key=lambda row: row[best_column])
     best = make_config(best_row["_config"])
     folder.joinpath(BEST_FILE).write_text(
         yaml.safe_dump(
@@ -90,13 +92,29 @@ def summarise(
         )
     )
     text += (
-        f"best: trial {best_row['trial']}, best validation SNR {best_row['best SNR dB']:.2f} dB "
-        f"({best.describe()})\n"
+        f"best: trial {best_row['trial']}, {best_text(space.metric, best_row[best_column])}"
+        + (f" (SNR {best_row['best SNR dB']:.2f} dB)" if space.metric != "val/snr_db" else "")
+        + f" ({best.describe()})\n"
         f"config: {folder / BEST_FILE}\n"
         f"train it: python train_codec.py {' '.join(to_flags(best))}"
     )
     metrics["best_snr_db"] = best_row["best SNR dB"]
+    metrics[best_key(space.metric).replace("val/", "", 1)] = best_row[best_column]
     return Summary(format_table(rows), text, metrics, best)
+
+
+LABELS = {"val/snr_db": "SNR dB", "val/si_sdr_db": "SI-SDR dB", "val/pesq": "PESQ", "val/stoi": "STOI"}
+
+
+def label(metric: str) -> str:
+    """A validation metric as a column heading: val/si_sdr_db -> SI-SDR dB."""
+    return LABELS.get(metric, metric)
+
+
+def best_text(metric: str, value: float) -> str:
+    """'best validation SNR 4.89 dB', 'best validation PESQ 1.52'."""
+    name, _, unit = label(metric).partition(" ")
+    return f"best validation {name} {value:.2f}{' ' + unit if unit else ''}"
 
 
 def cell(value) -> str:

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from tune_codec.checkpoint import BEST, LAST, N_CLIPS, SAMPLES, load_state, save
-from tune_codec.config import Config
+from tune_codec.config import BEST_METRICS, Config, best_key
 from tune_codec.data import CodecData
 from tune_codec.losses import CodecLoss
 from tune_codec.metrics import codebook_metrics, debug_block, perceptual, signal_metrics
@@ -46,7 +46,7 @@ def train(
             f"data has {data.train.shape[1]}-sample segments at {data.sample_rate} Hz; config wants "
             f"{config.segment_samples} at {config.sample_rate} Hz"
         )
-    # model, losses and optimiser; a resumed run takes their state, its epoch and its best SNR from last.pt
+    # model, losses and optimiser; a resumed run takes their state, its epoch and its bests from last.pt
     device = device or pick_device()
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -54,13 +54,13 @@ def train(
     model = Codec(config).to(device)
     loss_fn = CodecLoss(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    start, best, train_s, metrics = 0, -math.inf, 0.0, {}
+    start, best, train_s, metrics = 0, {}, 0.0, {}  # best: metric -> its best value so far
     if resume_from is not None:
         state = load_state(resume_from)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
-        start, best, train_s = state["epoch"], state["best_snr_db"], state["train_s"]
+        start, best, train_s = state["epoch"], state["best"], state["train_s"]
         metrics = state["metrics"]  # what a run that has no epoch left returns
 
     # the data as tensors; an epoch is a full pass unless max_steps_per_epoch caps it
@@ -99,7 +99,8 @@ def train(
         epoch_s = time.perf_counter() - t0
         train_s += epoch_s
 
-        # validate, then write last.pt (and best.pt when the SNR is the best so far), the clips, the metrics
+        # validate, then write last.pt (and best.pt at the best epoch by config.best_metric), the clips, the
+        # metrics; an epoch without the metric (a PESQ that found no speech) is not a best one
         val, clips_out = validate(model, loss_fn, valid_x, config, device, autocast)
         metrics = {
             "epoch": epoch + 1,
@@ -108,19 +109,20 @@ def train(
             "time/train_s": train_s,
             "time/audio_s_per_s": steps * config.batch_size * config.segment_seconds / epoch_s,
         }
-        best = max(best, val["val/snr_db"])
-        metrics["val/best_snr_db"] = best
+        improved = val.get(config.best_metric, -math.inf) > best.get(config.best_metric, -math.inf)
+        best.update({k: max(best.get(k, -math.inf), val[k]) for k in BEST_METRICS if k in val})
+        metrics.update({best_key(k): v for k, v in best.items()})
         state = {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "rng": torch.get_rng_state(),
             "epoch": epoch + 1,
-            "best_snr_db": best,
+            "best": best,
             "train_s": train_s,
             "config": dataclasses.asdict(config),
             "metrics": metrics,
         }
-        if val["val/snr_db"] >= best:
+        if improved or not (checkpoint_dir / BEST).exists():
             save({k: state[k] for k in ("model", "config", "metrics")}, checkpoint_dir / BEST)
         save(state, checkpoint_dir / LAST)
         title = f"epoch {epoch + 1}: range ratio {val['val/range_ratio']:.2f}, SNR {val['val/snr_db']:.2f} dB"
