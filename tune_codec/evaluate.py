@@ -122,12 +122,10 @@ def evaluate(
         for kbps in rates if note is None else ():
             decoded, size = opus.roundtrip(audio, config.sample_rate, kbps)
             scores = score(audio, decoded, config.sample_rate, mel)
-            rows.append({"file": name, "codec": opus_name(kbps), "kbps": 8 * size / seconds / 1000, **scores})
+            rows.append(
+                {"file": name, "codec": f"opus {kbps:g} kbps", "kbps": 8 * size / seconds / 1000, **scores}
+            )
     return rows, skipped, note or ""
-
-
-def opus_name(kbps: float) -> str:
-    return f"opus {kbps:g} kbps"
 
 
 def metric_prefix(codec: str) -> str:
