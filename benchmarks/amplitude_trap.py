@@ -37,7 +37,7 @@ def run(config, data, steps: int, biases: str) -> dict:
     if biases == "PyTorch default":
         default_biases(model)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    train_x, valid_x = torch.from_numpy(data.train), torch.from_numpy(data.valid)
+    train_x, valid_x = torch.from_numpy(data.train.read()), torch.from_numpy(data.valid.read())
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
         x = train_x[torch.randint(len(train_x), (config.batch_size,), generator=g)][:, None]

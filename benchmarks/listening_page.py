@@ -18,7 +18,8 @@ import numpy as np
 
 from tune_codec.checkpoint import N_CLIPS
 from tune_codec.config import DEFAULTS
-from tune_codec.data import DEMO_CORPUS, decode
+from tune_codec.corpus import decode
+from tune_codec.data import DEMO_CORPUS
 from tune_codec.samples import (
     PAGE,
     SPECTROGRAM,

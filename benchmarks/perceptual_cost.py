@@ -48,8 +48,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     config = replace(DEFAULTS, perceptual_segments=0)
     with tempfile.TemporaryDirectory() as cache:
-        data = load_data(args.data_dir, config, Path(cache))
-    valid_x = torch.from_numpy(data.valid)
+        valid_x = torch.from_numpy(load_data(args.data_dir, config, Path(cache)).valid.read())
     torch.manual_seed(0)
     model, loss_fn = Codec(config), CodecLoss(config)
     device = torch.device("cpu")
@@ -64,7 +63,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     rows = []
     for n in (c for c in COUNTS if c <= len(valid_x)):
-        x = data.valid[:n].flatten()
+        x = valid_x[:n].flatten().numpy()
         y = (x + rng.normal(0, x.std() / 2, x.shape)).astype(np.float32)  # 6 dB SNR
         pesq_s = median_s(lambda: pesq(rate, x, y, "wb"), args.repeats)  # noqa: B023
         stoi_s = median_s(lambda: stoi(x, y, rate, extended=False), args.repeats)  # noqa: B023

@@ -21,7 +21,7 @@ import torch
 from common import table
 
 from tune_codec.config import DEFAULTS
-from tune_codec.data import load_data
+from tune_codec.data import Segments, load_data
 from tune_codec.losses import CodecLoss
 from tune_codec.model import Codec
 from tune_codec.train import validate
@@ -34,17 +34,17 @@ SIZES = {  # name -> config changes
 }
 
 
-def step_times(config, train_x: torch.Tensor, steps: int) -> tuple[Codec, CodecLoss, float, float]:
+def step_times(config, train: Segments, steps: int) -> tuple[Codec, CodecLoss, float, float]:
     """The trained model and its loss; mean seconds per step, and of that the seconds spent fetching the
-    batch."""
+    batch (read from the cache file, as train() does)."""
     torch.manual_seed(0)
     model, loss_fn = Codec(config), CodecLoss(config)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     fetch = total = 0.0
     for i in range(steps + 3):  # 3 warm-up steps (k-means init, allocator)
         t0 = time.perf_counter()
-        idx = torch.randint(len(train_x), (config.batch_size,))
-        x = train_x[idx][:, None]
+        idx = torch.randint(len(train), (config.batch_size,))
+        x = torch.from_numpy(train.read(idx.numpy()))[:, None]
         t1 = time.perf_counter()
         out = model(x)
         loss = loss_fn(x, out.audio, out.commit_loss)
@@ -83,26 +83,25 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         load_data(None, DEFAULTS, Path(cache))
         warm = time.perf_counter() - t0
-    train_x, valid_x = torch.from_numpy(data.train), torch.from_numpy(data.valid)
-    valid_audio = len(valid_x) * DEFAULTS.segment_seconds
-
-    rows = []
-    for name, changes in SIZES.items():
-        config = replace(DEFAULTS, **changes)
-        params = sum(p.numel() for p in Codec(config).parameters())
-        model, loss_fn, step, fetch = step_times(config, train_x, args.steps)
-        audio = config.batch_size * config.segment_samples / config.sample_rate
-        valid_s = validation_time(model, loss_fn, config, valid_x)
-        rows.append(
-            (
-                name,
-                f"{params / 1e6:.2f}M",
-                f"{step:.3f}",
-                f"{audio / step:.1f}",
-                f"{100 * fetch / step:.2f}%",
-                f"{valid_audio / valid_s:.1f}",
+        valid_x = torch.from_numpy(data.valid.read())
+        valid_audio = len(valid_x) * DEFAULTS.segment_seconds
+        rows = []
+        for name, changes in SIZES.items():
+            config = replace(DEFAULTS, **changes)
+            params = sum(p.numel() for p in Codec(config).parameters())
+            model, loss_fn, step, fetch = step_times(config, data.train, args.steps)
+            audio = config.batch_size * config.segment_samples / config.sample_rate
+            valid_s = validation_time(model, loss_fn, config, valid_x)
+            rows.append(
+                (
+                    name,
+                    f"{params / 1e6:.2f}M",
+                    f"{step:.3f}",
+                    f"{audio / step:.1f}",
+                    f"{100 * fetch / step:.2f}%",
+                    f"{valid_audio / valid_s:.1f}",
+                )
             )
-        )
     header = ("model", "params", "train s/step", "train audio s/s", "batch fetch", "validation audio s/s")
     print(table(header, rows))
 

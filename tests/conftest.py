@@ -21,7 +21,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tune_codec.config import make_config
-from tune_codec.data import CodecData
+from tune_codec.corpus import to_int16
+from tune_codec.data import CodecData, Segments
 from tune_codec.tracking import resolve_tracking_uri
 
 SMOKE = Path(__file__).parent.parent / "search_spaces" / "smoke.yaml"
@@ -57,10 +58,19 @@ def tones(n: int, length: int, sample_rate: int, seed: int) -> np.ndarray:
     return (a * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3, (n, 2, 1)))).sum(1).astype(np.float32)
 
 
+def as_segments(x: np.ndarray, path: Path) -> Segments:
+    """(n, length) float32 -> the same audio (to 16 bits) as segments of a cache file written at path."""
+    samples, scale = to_int16(x.ravel())
+    samples.tofile(path)
+    n, length = x.shape
+    return Segments(path, np.arange(n) * length, np.full(n, scale), np.zeros(n, np.float32), length)
+
+
 @pytest.fixture
-def tiny_data(tiny_config):
-    L = tiny_config.segment_samples
-    return CodecData(tones(64, L, 8000, 0), tones(16, L, 8000, 1), 8000, ["train.wav"], ["valid.wav"])
+def tiny_data(tiny_config, tmp_path_factory):
+    L, folder = tiny_config.segment_samples, tmp_path_factory.mktemp("tiny-data")
+    train, valid = (as_segments(tones(n, L, 8000, s), folder / f"{s}.i16") for n, s in ((64, 0), (16, 1)))
+    return CodecData(train, valid, 8000, ["train.wav"], ["valid.wav"])
 
 
 def speechlike(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:

@@ -4,7 +4,7 @@ import soundfile as sf
 import torch
 
 from tune_codec import codec
-from tune_codec.data import decode as read_audio
+from tune_codec.corpus import decode as read_audio
 
 from .conftest import write_speechlike
 

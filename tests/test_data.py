@@ -1,13 +1,17 @@
 import dataclasses
 import logging
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-import tune_codec.data as data_mod
+import tune_codec.corpus as corpus_mod
 from tune_codec.config import make_config
-from tune_codec.data import DataError, decode, load_corpus, load_data, split
+from tune_codec.corpus import AUDIO, META, DataError, decode, load_corpus
+from tune_codec.data import load_data, split
 
 from .conftest import TINY, write_speechlike
 
@@ -16,10 +20,11 @@ CFG = make_config({"sample_rate": 8000, "segment_seconds": 0.25, "valid_fraction
 
 def test_reads_every_format_recursively_mixes_down_and_resamples(audio_dir, tmp_path):
     corpus = load_corpus(audio_dir, 8000, tmp_path / "cache")
-    assert sorted(corpus.audio) == sorted(
+    assert sorted(corpus.names) == sorted(
         ["c0.ogg", *(f"spk1/a{i}.wav" for i in range(3)), *(f"spk2/deep/b{i}.flac" for i in range(3))]
     )
-    for name, audio in corpus.audio.items():
+    for i, name in enumerate(corpus.names):
+        audio = corpus.audio(i)
         assert audio.dtype == np.float32 and audio.ndim == 1
         assert len(audio) == pytest.approx(8000, abs=2), name  # 1 s, 16 kHz stereo flac included
 
@@ -30,7 +35,7 @@ def test_split_is_by_file_deterministic_and_disjoint(audio_dir, tmp_path):
     assert a.train_files == b.train_files and a.valid_files == b.valid_files
     assert not set(a.train_files) & set(a.valid_files)
     assert len(a.train_files) + len(a.valid_files) == 7
-    assert a.train.shape[1] == CFG.segment_samples and a.valid.shape[1] == CFG.segment_samples
+    assert a.train.read().shape[1] == CFG.segment_samples and a.valid.read().shape[1] == CFG.segment_samples
     assert len(a.train) >= 4 * len(a.train_files) - len(a.train_files)  # 4 segments a file, few silent
 
 
@@ -48,21 +53,22 @@ def test_a_validation_cap_keeps_whole_files_in_a_fixed_order_and_trains_on_the_r
 
 def test_second_load_reads_the_cache_not_the_audio(audio_dir, tmp_path, monkeypatch):
     first = load_corpus(audio_dir, 8000, tmp_path / "cache")
-    assert len(list((tmp_path / "cache").glob("corpus-*.npz"))) == 1
+    assert len(list((tmp_path / "cache").glob(f"corpus-*/{META}"))) == 1
 
     def no_decoding(*_):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(data_mod, "decode", no_decoding)
+    monkeypatch.setattr(corpus_mod, "read_mono", no_decoding)
     second = load_corpus(audio_dir, 8000, tmp_path / "cache")
-    for name in first.audio:
-        np.testing.assert_array_equal(first.audio[name], second.audio[name])
+    assert second.names == first.names
+    for i in range(len(first.names)):
+        np.testing.assert_array_equal(first.audio(i), second.audio(i))
 
 
 def test_changed_files_invalidate_the_cache(audio_dir, tmp_path):
     load_corpus(audio_dir, 8000, tmp_path / "cache")
     write_speechlike(audio_dir / "new.wav", 1.0, 8000, seed=99)
-    assert "new.wav" in load_corpus(audio_dir, 8000, tmp_path / "cache").audio
+    assert "new.wav" in load_corpus(audio_dir, 8000, tmp_path / "cache").names
 
 
 def test_no_audio_is_an_error_naming_the_folder(tmp_path):
@@ -97,7 +103,7 @@ def test_silent_segments_are_dropped(tmp_path):
     sf.write(root / "silence.wav", np.zeros(8000, dtype=np.float32), 8000)
     data = load_data(root, CFG, tmp_path / "cache")
     assert "silence.wav" not in data.train_files + data.valid_files
-    rms = np.sqrt((np.concatenate([data.train, data.valid]) ** 2).mean(axis=1))
+    rms = np.sqrt((np.concatenate([data.train.read(), data.valid.read()]) ** 2).mean(axis=1))
     assert rms.min() > 10 ** (CFG.silence_db / 20)
 
 
@@ -171,8 +177,51 @@ def test_every_usable_kind_of_file_trains_and_every_other_is_skipped_with_its_re
     assert "shorter_than_a_segment.wav" in caplog.text
     corpus = load_corpus(root, 16000, tmp_path / "cache")
     for name in USABLE:  # mono, 16 kHz, 1 s, no DC, at the level it was written
-        audio = corpus.audio[name]
+        audio = corpus.audio(corpus.names.index(name))
         assert audio.ndim == 1 and len(audio) == pytest.approx(16000, abs=2), name
         assert abs(audio.mean()) < 0.01 and 0.1 < np.abs(audio).max() <= 1.5, name
     metrics = train(config, data, checkpoint_dir=tmp_path / "ckpt", quiet=True)
     assert np.isfinite(metrics["loss/total"]) and np.isfinite(metrics["val/snr_db"])
+
+
+def test_decoding_in_several_processes_writes_the_same_cache_as_in_one(audio_dir, tmp_path):
+    one = load_corpus(audio_dir, 8000, tmp_path / "one", processes=1)
+    two = load_corpus(audio_dir, 8000, tmp_path / "two", processes=2)
+    assert (one.path.read_bytes(), (one.folder / META).read_text()) == (
+        two.path.read_bytes(),
+        (two.folder / META).read_text(),
+    )
+    assert one.path.stat().st_size == 2 * sum(one.lengths)  # int16, no gaps
+
+
+def test_the_cache_keeps_16_bit_audio_exactly_and_louder_float_audio_to_16_bits(tmp_path):
+    root = tmp_path / "c"
+    write_speechlike(root / "pcm16.wav", 1.0, 8000, seed=1)
+    loud = 3 * np.sin(np.arange(8000) / 7) + 0.5
+    sf.write(root / "loud.wav", loud, 8000, subtype="FLOAT")
+    corpus = load_corpus(root, 8000, tmp_path / "cache")
+    for i, name in enumerate(corpus.names):
+        exact = decode(root / name, 8000)
+        if name == "pcm16.wav":
+            np.testing.assert_array_equal(corpus.audio(i), exact)
+        else:  # peak 3.5: scaled to fit, off by at most half a step of 3.5 / 32767
+            assert np.abs(corpus.audio(i) - exact).max() <= 3.5 / 32767
+            assert np.abs(corpus.audio(i)).max() == pytest.approx(3.0, abs=1e-3)
+
+
+def test_an_interrupted_decode_is_done_again(audio_dir, tmp_path):
+    first = load_corpus(audio_dir, 8000, tmp_path / "cache")
+    (first.folder / META).unlink()
+    first.path.write_bytes(b"")  # what a kill between the two files leaves
+    again = load_corpus(audio_dir, 8000, tmp_path / "cache")
+    assert again.path.stat().st_size == 2 * sum(again.lengths) > 0 and (again.folder / AUDIO).exists()
+
+
+def test_segments_are_positions_in_the_cache_small_to_send_and_read_in_another_process(audio_dir, tmp_path):
+    data = load_data(audio_dir, CFG, tmp_path / "cache")
+    sent = pickle.dumps(data)
+    assert len(sent) < 0.1 * (len(data.train) + len(data.valid)) * CFG.segment_samples * 4
+    code = "import pickle, sys; d = pickle.load(sys.stdin.buffer); "
+    code += "sys.stdout.buffer.write(d.train.read([2, 0]).tobytes())"
+    out = subprocess.run([sys.executable, "-c", code], input=sent, capture_output=True, check=True).stdout
+    np.testing.assert_array_equal(np.frombuffer(out, np.float32).reshape(2, -1), data.train.read()[[2, 0]])

@@ -61,7 +61,8 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_config, ti
 
 
 def test_non_finite_loss_raises(tiny_config, tiny_data, tmp_path):
-    bad = CodecData(np.full_like(tiny_data.train, np.nan), tiny_data.valid, 8000, ["a"], ["b"])
+    nan = replace(tiny_data.train, scales=np.full(len(tiny_data.train), np.nan, np.float32))
+    bad = CodecData(nan, tiny_data.valid, 8000, ["a"], ["b"])
     with pytest.raises(FloatingPointError, match="non-finite loss at epoch 1 step 1"):
         train(tiny_config, bad, checkpoint_dir=tmp_path, quiet=True)
 

@@ -29,8 +29,8 @@ from mlflow.exceptions import MlflowException
 from tune_codec.checkpoint import load_codec
 from tune_codec.cli import parse
 from tune_codec.config import Config, UsageError
-from tune_codec.data import DataError
-from tune_codec.data import decode as read_audio
+from tune_codec.corpus import DataError
+from tune_codec.corpus import decode as read_audio
 from tune_codec.model import Codec
 from tune_codec.tracking import URI_HELP, resolve_tracking_uri
 

@@ -45,7 +45,7 @@ class Config:
     sample_rate: int = 16000  # Hz; audio is resampled to this
     segment_seconds: float = 0.5  # length of one training example
     valid_fraction: float = 0.1  # share of files held out for validation (split by file)
-    valid_max_seconds: float = 0.0  # cap on the validation audio (whole files, fixed order); 0 = no cap
+    valid_max_seconds: float = 600.0  # cap on the validation audio (whole files, fixed order); 0 = no cap
     perceptual_segments: int = 16  # validation segments PESQ and STOI score each epoch, as one clip; 0 = off
     best_metric: str = "val/snr_db"  # best.pt keeps the epoch where this is highest (one of BEST_METRICS)
     silence_db: float = -45.0  # segments with RMS below this (dBFS) are dropped

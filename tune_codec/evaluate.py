@@ -27,7 +27,7 @@ from tune_codec import opus
 from tune_codec.cli import parse
 from tune_codec.codec import audio_of, codes_of, open_checkpoint
 from tune_codec.config import Config, UsageError
-from tune_codec.data import DataError, decode, find_audio
+from tune_codec.corpus import DataError, decode, find_audio
 from tune_codec.losses import CodecLoss, MultiScaleMel
 from tune_codec.metrics import perceptual, si_sdr_db, snr_db
 from tune_codec.summary import format_table

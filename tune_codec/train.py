@@ -6,7 +6,6 @@ import dataclasses
 import json
 import math
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,9 +40,9 @@ def train(
     quiet: bool = False,
 ) -> dict:
     """Train for config.num_epochs (continuing resume_from's last.pt if given); returns the last metrics."""
-    if data.sample_rate != config.sample_rate or data.train.shape[1] != config.segment_samples:
+    if data.sample_rate != config.sample_rate or data.train.length != config.segment_samples:
         raise ValueError(
-            f"data has {data.train.shape[1]}-sample segments at {data.sample_rate} Hz; config wants "
+            f"data has {data.train.length}-sample segments at {data.sample_rate} Hz; config wants "
             f"{config.segment_samples} at {config.sample_rate} Hz"
         )
     # model, losses and optimiser; a resumed run takes their state, its epoch and its bests from last.pt
@@ -63,11 +62,9 @@ def train(
         start, best, train_s = state["epoch"], state["best"], state["train_s"]
         metrics = state["metrics"]  # what a run that has no epoch left returns
 
-    # the data as tensors; an epoch is a full pass unless max_steps_per_epoch caps it
-    with warnings.catch_warnings():  # in a search the arrays are read-only views of Ray's object store
-        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        train_x, valid_x = torch.from_numpy(data.train), torch.from_numpy(data.valid)
-    steps = math.ceil(len(train_x) / config.batch_size)
+    # training batches are read from the cache per step; the validation set once, as one tensor
+    valid_x = torch.from_numpy(data.valid.read())
+    steps = math.ceil(len(data.train) / config.batch_size)
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
     autocast = config.bf16 and device.type == "cuda"
@@ -75,13 +72,14 @@ def train(
         model.train()
         # shuffling depends on (seed, epoch) only, so a resumed run sees the same batches
         order = torch.randperm(
-            len(train_x), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        )
+            len(data.train), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        ).numpy()
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.num_epochs}", disable=quiet, leave=False)
         for step in bar:  # one step: forward, the weighted losses, a clipped gradient step
-            x = train_x[order[step * config.batch_size : (step + 1) * config.batch_size]].to(device)[:, None]
+            x = data.train.read(order[step * config.batch_size : (step + 1) * config.batch_size])
+            x = torch.from_numpy(x).to(device)[:, None]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 out = model(x)
             loss = loss_fn(x, out.audio.float(), out.commit_loss)
@@ -126,7 +124,8 @@ def train(
             save({k: state[k] for k in ("model", "config", "metrics")}, checkpoint_dir / BEST)
         save(state, checkpoint_dir / LAST)
         title = f"epoch {epoch + 1}: range ratio {val['val/range_ratio']:.2f}, SNR {val['val/snr_db']:.2f} dB"
-        write_samples(checkpoint_dir / SAMPLES, data.valid[:N_CLIPS], clips_out, config.sample_rate, title)
+        clips_in = valid_x[:N_CLIPS].numpy()
+        write_samples(checkpoint_dir / SAMPLES, clips_in, clips_out, config.sample_rate, title)
         (checkpoint_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
         # tell the console and the caller (MLflow for a single run, Tune for a trial)
         if not quiet:
