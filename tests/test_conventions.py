@@ -2,6 +2,7 @@
 RAY_ADDRESS and `ray job submit`; datasets made of symlinked folders; flags in either spelling; space
 defaults that never fail a space."""
 
+import contextlib
 import logging
 import os
 import signal
@@ -15,11 +16,11 @@ from mlflow.tracking import MlflowClient
 
 import train_codec
 from tune_codec import codec, report, run, search
-from tune_codec.data import find_audio, load_corpus
+from tune_codec.corpus import find_audio, load_corpus
 from tune_codec.space import SpaceError, parse_space
 from tune_codec.tracking import resolve_tracking_uri
 
-from .conftest import ENV, SMOKE, free_port, runs_of, write_speechlike
+from .conftest import ENV, SMOKE, free_port, runs_of, space_file, wait_for, write_speechlike
 from .test_cli import tiny_flags
 
 
@@ -111,7 +112,7 @@ def test_symlinked_folders_are_followed_and_loops_read_once(tmp_path, caplog):
     ]
     assert "already read" in caplog.text and "zz_copy" in caplog.text and "up" in caplog.text
     corpus = load_corpus(root, 8000, tmp_path / "cache")
-    assert sorted(corpus.audio) == [
+    assert sorted(corpus.names) == [
         "speaker_a/0.wav",
         "speaker_a/1.wav",
         "speaker_b/0.wav",
@@ -145,26 +146,53 @@ def free_ports(n: int) -> list[int]:
 
 @pytest.fixture
 def ray_cluster():
-    """A real cluster started with `ray start --head`, with its own ports and temp dir."""
+    """A real two-node cluster started with `ray start`: a head, and a worker node in its own session that
+    `kill_worker` SIGKILLs, each with 1 CPU and 1 GPU (a logical one: torch finds no CUDA and trains on
+    the CPU), on their own ports and temp dir."""
     venv_bin = str(Path(sys.executable).parent)
     env = {**ENV, "PATH": f"{venv_bin}{os.pathsep}{ENV.get('PATH', '')}"}
     env.pop("RAY_ADDRESS", None)
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     gcs, dashboard, agent, agent_grpc, metrics, runtime_env = free_ports(6)
+    node = ["--num-cpus", "1", "--num-gpus", "1", "--object-store-memory", str(100 * 2**20)]
+    node.append("--disable-usage-stats")
     subprocess.run(
         [
-            *RAY, "start", "--head", "--port", str(gcs), "--num-cpus", "2", "--temp-dir", temp,
+            *RAY, "start", "--head", "--port", str(gcs), *node, "--temp-dir", temp,
             "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
             "--dashboard-port", str(dashboard),
             "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
             "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(runtime_env),
-            "--object-store-memory", str(100 * 2**20), "--disable-usage-stats",
         ],
         env=env, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
+    agent, agent_grpc, metrics, runtime_env = free_ports(4)
+    worker = subprocess.Popen(
+        [
+            *RAY, "start", "--address", f"127.0.0.1:{gcs}", *node, "--block",
+            "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
+            "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(runtime_env),
+        ],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    both = f"import ray, time; ray.init(address='127.0.0.1:{gcs}')\n"
+    both += "while sum(n['Alive'] for n in ray.nodes()) < 2: time.sleep(0.5)"
+    subprocess.run([sys.executable, "-c", both], env=env, check=True, capture_output=True, timeout=120)
+
+    def kill_worker():
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
     try:
-        yield {"address": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dashboard}", "env": env}
+        yield {
+            "address": f"127.0.0.1:{gcs}",
+            "dashboard": f"http://127.0.0.1:{dashboard}",
+            "env": env,
+            "kill_worker": kill_worker,
+        }
     finally:  # `ray stop` would stop every Ray on the machine, the tests' own among them
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:
                 if temp.encode() in cmdline.read_bytes():
@@ -181,7 +209,8 @@ def test_ray_address_and_ray_job_submit_join_a_cluster_started_with_ray_start(
     env = {**ray_cluster["env"], "RAY_ADDRESS": ray_cluster["address"]}
     done = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"ray: joined {ray_cluster['address']}: 1 nodes, 2 CPUs" in done.stdout
+    assert f"ray: joined {ray_cluster['address']}: 2 nodes, 2 CPUs, 2 GPUs" in done.stdout
+    assert "placement: 2 trials at once, each 1 CPU and 1 GPU (of 2 CPUs and 2 GPUs" in done.stdout
 
     job = subprocess.run(
         [*RAY, "job", "submit", "--address", ray_cluster["dashboard"], "--",
@@ -194,3 +223,45 @@ def test_ray_address_and_ray_job_submit_join_a_cluster_started_with_ray_start(
     assert set(searches) == {"smoke", "submitted"}
     assert all(p.info.status == "FINISHED" for p in searches.values())
     assert len(runs_of(client)[1]) == 2
+
+
+def test_a_search_on_two_nodes_survives_losing_one(ray_cluster, search_env, tmp_path):
+    """Both nodes train a trial; the worker node is SIGKILLed once both have saved a checkpoint, and its
+    trial is retried from that checkpoint on the head."""
+    flags, client = search_env
+    space = space_file(tmp_path, "nodes", trials=3, config={"num_epochs": 8, "max_steps_per_epoch": 30})
+    env = {**ray_cluster["env"], "RAY_ADDRESS": ray_cluster["address"]}
+    log = (tmp_path / "search.log").open("w")
+    search = subprocess.Popen(
+        [sys.executable, "-m", "tune_codec.run", "--space", str(space), *flags],
+        env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    trials = tmp_path / "ray_results" / "nodes"
+    saved = lambda: len({p.parent for p in trials.glob("*/checkpoint_*")}) >= 2  # noqa: E731
+    wait_for(saved, 300, "a checkpoint from each node")
+    ray_cluster["kill_worker"]()
+    assert search.wait(timeout=600) == 0, (tmp_path / "search.log").read_text()[-3000:]
+    out = (tmp_path / "search.log").read_text()
+    assert "ray: joined" in out and ": 2 nodes, 2 CPUs, 2 GPUs" in out
+    (parent,), children = runs_of(client)
+    assert parent.info.status == "FINISHED" and len(children) == 3
+    assert all(c.info.status == "FINISHED" for c in children)
+    retried = [c for c in children if int(c.data.tags.get("retries", 0)) >= 1]
+    assert len(retried) == 1, [c.data.tags for c in children]
+    steps = [m.step for m in client.get_metric_history(retried[0].info.run_id, "val/snr_db")]
+    assert sorted(steps) == list(range(1, 9))  # each epoch once: it went on from its checkpoint
+
+
+def test_every_node_must_see_the_data_cache_and_the_storage_path(ray_cluster, tmp_path):
+    (tmp_path / "cache.i16").write_bytes(b"")
+    code = "import sys, ray; from pathlib import Path; from tune_codec.cluster import check_nodes\n"
+    code += f"ray.init(address={ray_cluster['address']!r})\n"
+    code += "check_nodes(Path(sys.argv[1]), Path(sys.argv[2])); print('both seen')"
+    seen = [sys.executable, "-c", code, str(tmp_path / "cache.i16"), str(tmp_path / "ray_results")]
+    done = subprocess.run(seen, env=ray_cluster["env"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "both seen" in done.stdout, done.stderr[-2000:]
+    missing = subprocess.run(
+        seen[:3] + ["/nonexistent/cache.i16", seen[4]], env=ray_cluster["env"], capture_output=True, text=True
+    )
+    assert "does not see /nonexistent/cache.i16: on a cluster --cache-dir" in missing.stderr
+    assert not list(tmp_path.glob(".tune-codec-probe-*"))  # the probe is removed either way

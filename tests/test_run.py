@@ -3,7 +3,7 @@ import pytest
 import torch
 import yaml
 
-from tune_codec import report, run, summary, trial
+from tune_codec import cluster, report, run, summary, trial
 from tune_codec.config import make_config
 
 from .conftest import SMOKE, runs_of, space_file
@@ -96,6 +96,7 @@ def test_a_collapsing_space_is_stopped_and_recorded_as_collapsed(ray_local, sear
     "extra, message",
     [
         (["--gpus-per-trial", "64"], "--gpus-per-trial 64: the Ray cluster has"),
+        (["--gpus-per-trial", "1.5"], "--gpus-per-trial 1.5: more than 1 GPU must be a whole number"),
         (["--trials", "0"], "--trials 0 must be >= 1"),
         (["--max-failures", "-1"], "--max-failures -1 must be >= 0"),
         (["--resume"], "--resume: no search to continue"),
@@ -123,3 +124,10 @@ def test_tpe_learns_after_a_quarter_of_the_trials(trials, random_first):
     tpe = proposals(trial.make_sampler("tpe", 0, trials), random_first + 1)
     random = proposals(trial.make_sampler("random", 0, trials), random_first + 1)
     assert tpe[:random_first] == random[:random_first] and tpe[random_first] != random[random_first]
+
+
+@pytest.mark.parametrize(
+    "gpus, concurrency, share", [(0, 4, 0), (1, 4, 0.25), (1, 3, 1 / 3), (2, 3, 0.5), (4, 4, 1), (8, 2, 1)]
+)
+def test_trials_share_the_gpus_evenly_by_default(gpus, concurrency, share):
+    assert cluster.share_gpus(gpus, concurrency) == pytest.approx(share)

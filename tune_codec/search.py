@@ -18,6 +18,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from tune_codec.checkpoint import checkpoint_bytes
 from tune_codec.cli import parse
+from tune_codec.cluster import start_ray
 from tune_codec.config import UsageError
 from tune_codec.cost import COST, check_price, held_devices, parse_budget
 from tune_codec.data import load_data
@@ -60,8 +61,8 @@ def parse_args(argv):
     p.add_argument(
         "--gpus-per-trial",
         type=float,
-        default=0.0,
-        help="GPUs per trial; fractions share a GPU, e.g. 0.5 (default: 0)",
+        help="GPUs per trial; fractions share a GPU, e.g. 0.5; 0 trains on CPUs (default: the cluster's "
+        "GPUs shared among the trials that run at once, 0 without GPUs)",
     )
     p.add_argument(
         "--storage-path", type=Path, default=Path("ray_results"), help="Ray results (default: ./ray_results)"
@@ -118,8 +119,10 @@ def check_args(args, space: Space) -> tuple[Space, Path]:
         raise UsageError(f"--max-failures {args.max_failures} must be >= 0")
     for flag in ("cpus_per_trial", "gpus_per_trial"):
         value = getattr(args, flag)
-        if not (math.isfinite(value) and value >= 0):
+        if value is not None and not (math.isfinite(value) and value >= 0):
             raise UsageError(f"--{flag.replace('_', '-')} {value} must be >= 0")
+    if args.gpus_per_trial and args.gpus_per_trial > 1 and not args.gpus_per_trial.is_integer():
+        raise UsageError(f"--gpus-per-trial {args.gpus_per_trial:g}: more than 1 GPU must be a whole number")
     check_price(args.price_per_gpu_hour)
     args.budget = parse_budget(args.budget, args.price_per_gpu_hour) if args.budget else None
     space = dataclasses.replace(
@@ -146,36 +149,6 @@ def check_args(args, space: Space) -> tuple[Space, Path]:
     return space, folder
 
 
-def start_ray(args) -> bool:
-    """Connect to --address, or start Ray here unless it already runs in this process; True if started."""
-    started = not ray.is_initialized()
-    if started and args.address:  # a cluster's own settings (CPUs, object store) are its own
-        ray.init(address=args.address, log_to_driver=False)
-    elif started:  # light settings for a laptop
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(
-            address="local",  # a new Ray here, even where `ray start` runs (--address auto joins that)
-            num_cpus=os.cpu_count(),
-            include_dashboard=False,
-            object_store_memory=200 * 2**20,
-            log_to_driver=False,
-        )
-    have = ray.cluster_resources()
-    if args.address:
-        nodes = sum(node["Alive"] for node in ray.nodes())
-        cpus, gpus = have.get("CPU", 0), have.get("GPU", 0)
-        print(f"ray: joined {args.address}: {nodes} nodes, {cpus:g} CPUs, {gpus:g} GPUs")
-    for name, want in (("CPU", args.cpus_per_trial), ("GPU", args.gpus_per_trial)):
-        if want > have.get(name, 0):
-            if started:
-                ray.shutdown()
-            raise UsageError(
-                f"--{name.lower()}s-per-trial {want:g}: the Ray cluster has {have.get(name, 0):g} {name}s "
-                "(a trial asking for more would wait forever)"
-            )
-    return started
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     # one checkpoint kept per trial makes Tune snapshot its state each epoch: cheap here, not worth a warning
@@ -187,7 +160,7 @@ def main(argv=None) -> int:
         print(f"codec: {space.base.describe()}")
         data = load_data(args.data_dir, space.base, args.cache_dir)
         check_reachable(resolve_tracking_uri(args.tracking_uri))
-        started = start_ray(args)
+        started = start_ray(args, space.concurrency, (data.train.path, folder.parent.absolute()))
     except (UsageError, OSError) as e:  # a bug keeps its traceback
         print(f"tune_codec.run: error: {e}", file=sys.stderr)
         return 2
