@@ -29,6 +29,16 @@ def memory_mib(pid: int) -> tuple[float, float]:
     return int(fields["Rss"].split()[0]) / 1024, int(fields["Pss"].split()[0]) / 1024
 
 
+def tile(source: Path, copies: int, folder: Path) -> None:
+    """folder/copy<i>/... : `copies` copies of source's files, as links (a corpus of any size from one)."""
+    files = sorted(p for p in Path(source).rglob("*") if p.is_file())
+    for i in range(copies):
+        for path in files:
+            link = folder / f"copy{i}" / path.relative_to(source)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(path.resolve(), link)
+
+
 def base_space(name: str = "smoke") -> dict:
     """A bundled search space as a dict, to change and write with write_space."""
     return yaml.safe_load((ROOT / "search_spaces" / f"{name}.yaml").read_text())

@@ -1,32 +1,28 @@
-"""Memory: driver and per-trial resident memory, dataset in the object store vs loaded per trial.
+"""Memory: the driver's and each trial's resident memory for 1, 2 and 4 trials at once.
 
-    python benchmarks/memory.py [--copies 8]
+    python benchmarks/memory.py [--corpus speech --hours 6.6]
 
-The corpus is the bundled demo corpus linked --copies times (8: about 120 MB of float32 segments), so
-the dataset weighs as much as a model's worth of torch. For 1, 2 and 4 trials at once (each holding
-2/N CPUs), a Tune driver runs tune_codec.run's trial function either the way tune_codec.run does
-(the driver loads the data and puts it in the object store, keeping no copy, and trials read it from
-there) or with each trial loading the data itself from the decoded-audio cache. The driver runs as
+The corpus is the bundled demo corpus linked 8 times, or --corpus tiled to --hours with links to its
+files. For 1, 2 and 4 trials at once (each holding 2/N CPUs, one epoch of 4 steps), a Tune driver runs
+tune_codec.run's trial function as tune_codec.run does: the driver loads the data (positions in the
+decoded-audio cache, which every trial memory-maps) and passes it to the trials. The driver runs as
 its own process; its resident memory and that of each trial's worker are sampled every 0.25 s. PSS
-splits pages shared between processes (the object store, shared libraries) among them, so the PSS sum
-is what the machine really holds. For scale it first prints the resident memory of a bare Python
-process that imports what a trial's worker imports (tune_codec.run: torch, Ray Tune, MLflow, Optuna),
-and of one that imports torch alone.
+splits pages shared between processes (the cache file's pages, shared libraries) among them, so the
+PSS sum is what the machine really holds. For scale it first prints the resident memory of a bare
+Python process that imports what a trial's worker imports (tune_codec.run: torch, Ray Tune, MLflow,
+Optuna), and of one that imports torch alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
-from common import memory_mib, start, table, wait
-
-MODES = {"object store": "shared", "per trial": "per-trial"}
+from common import memory_mib, start, table, tile, wait
 
 
 def tree(root: int) -> dict[int, str]:
@@ -56,10 +52,10 @@ def import_mib(module: str) -> float:
     )
 
 
-def measure(mode: str, trials: int, corpus: Path, work: Path) -> dict:
+def measure(trials: int, corpus: Path, work: Path) -> dict:
     """Run one driver to its end: peak RSS and PSS of the driver and of each trial worker, and the peak
     of the PSS summed over the driver and everything it started."""
-    cmd = [sys.executable, __file__, "--driver", mode, "--trials", str(trials), "--corpus", str(corpus)]
+    cmd = [sys.executable, __file__, "--driver", "--trials", str(trials), "--corpus", str(corpus)]
     peaks: dict[int, list[float]] = {}  # pid -> [RSS, PSS]
     total, workers = [0.0], set()
 
@@ -72,8 +68,8 @@ def measure(mode: str, trials: int, corpus: Path, work: Path) -> dict:
                 workers.add(pid)
         total[0] = max(total[0], sum(pss for _, pss in sizes.values()))
 
-    proc, _ = start([*cmd, "--work", str(work)], work / f"{mode}-{trials}.log")
-    wait(proc, work / f"{mode}-{trials}.log", poll=sample, every=0.25)
+    proc, _ = start([*cmd, "--work", str(work)], work / f"{trials}.log")
+    wait(proc, work / f"{trials}.log", poll=sample, every=0.25)
     n = max(len(workers), 1)
     return {
         "driver": peaks[proc.pid],
@@ -83,7 +79,7 @@ def measure(mode: str, trials: int, corpus: Path, work: Path) -> dict:
     }
 
 
-def drive(mode: str, trials: int, corpus: Path, work: Path) -> None:
+def drive(trials: int, corpus: Path, work: Path) -> None:
     """The driver process: Ray as tune_codec.run starts it, `trials` one-epoch trials at once."""
     import ray
     from ray import tune
@@ -94,70 +90,60 @@ def drive(mode: str, trials: int, corpus: Path, work: Path) -> None:
     from tune_codec.stopping import StopRules
     from tune_codec.trial import trial
 
-    config = {"num_epochs": 1, "max_steps_per_epoch": 4}
-    cache = work / "cache"
     cpus = 2 / trials
-    start_ray(SimpleNamespace(address=None, cpus_per_trial=cpus, gpus_per_trial=0))
-    common = {"rules": StopRules(), "metric": "val/snr_db", "devices": cpus}
-    if mode == "shared":  # as tune_codec.run does
-        trainable = tune.with_parameters(trial, data=ray.put(load_data(corpus, DEFAULTS, cache)), **common)
-    else:
-
-        def load_then_train(config, corpus, cache, **common):
-            trial(config, load_data(corpus, DEFAULTS, cache), **common)
-
-        trainable = tune.with_parameters(load_then_train, corpus=corpus, cache=cache, **common)
+    start_ray(SimpleNamespace(address=None, cpus_per_trial=cpus, gpus_per_trial=0), trials)
+    data = ray.put(load_data(corpus, DEFAULTS, work / "cache"))  # as tune_codec.run does
+    trainable = tune.with_parameters(trial, data=data, rules=StopRules(), metric="val/snr_db", devices=cpus)
     tune.Tuner(
         tune.with_resources(trainable, {"cpu": cpus}),
-        param_space=config,
+        param_space={"num_epochs": 1, "max_steps_per_epoch": 4},
         tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=trials),
-        run_config=tune.RunConfig(name=f"{mode}-{trials}", storage_path=str(work / "ray"), verbose=0),
+        run_config=tune.RunConfig(name=f"trials-{trials}", storage_path=str(work / "ray"), verbose=0),
     ).fit()
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--copies", type=int, default=8, help="links to the demo corpus in the corpus (default: 8)"
-    )
-    p.add_argument("--driver", choices=MODES.values(), help=argparse.SUPPRESS)
+    p.add_argument("--corpus", type=Path, help="folder of audio to tile (default: the demo corpus)")
+    p.add_argument("--hours", type=float, help="tile --corpus to about this many hours")
+    p.add_argument("--copies", type=int, default=8, help="copies of the demo corpus (default: 8)")
+    p.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--trials", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.driver:
-        drive(args.driver, args.trials, args.corpus, args.work)
+        drive(args.trials, args.corpus, args.work)
         return 0
 
     from tune_codec.config import DEFAULTS
+    from tune_codec.corpus import load_corpus
     from tune_codec.data import DEMO_CORPUS, load_data
 
     work = Path(tempfile.mkdtemp(prefix="tune-codec-memory-"))
+    source, copies = args.corpus or DEMO_CORPUS, args.copies
+    if args.hours:
+        hours = (
+            load_corpus(source, DEFAULTS.sample_rate, work / "cache").lengths.sum()
+            / DEFAULTS.sample_rate
+            / 3600
+        )
+        copies = max(1, round(args.hours / hours))
     corpus = work / "corpus"
-    for i in range(args.copies):
-        for path in sorted(DEMO_CORPUS.rglob("*.flac")):
-            link = corpus / f"copy{i}" / path.relative_to(DEMO_CORPUS)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(path, link)
-    data = load_data(corpus, DEFAULTS, work / "cache")  # decoded once, into the cache both modes read
-    size = (data.train.nbytes + data.valid.nbytes) / 2**20
-    print(f"corpus: {args.copies} x the demo corpus, {size:.0f} MiB of segments; work in {work}", flush=True)
-    del data
+    tile(source, copies, corpus)
+    data = load_data(corpus, DEFAULTS, work / "cache")  # decoded once, into the cache the drivers read
+    size = (len(data.train) + len(data.valid)) * DEFAULTS.segment_samples * 4 / 2**20
+    print(f"corpus: {copies} x {source}, {size:.0f} MiB of float32 segments; work in {work}", flush=True)
 
     for module in ("tune_codec.run", "torch"):
         print(f"a Python process that imports {module}: {import_mib(module):.0f} MiB RSS", flush=True)
     rows = []
     for trials in (1, 2, 4):
-        for label, mode in MODES.items():
-            m = measure(mode, trials, corpus, work)
-            rss, pss = m["trial"]
-            rows.append(
-                (trials, label, f"{m['driver'][0]:.0f}", f"{rss:.0f}", f"{pss:.0f}", f"{m['total']:.0f}")
-            )
-            print(f"{trials} trials, {label}: {m['workers']} trial workers seen", flush=True)
+        m = measure(trials, corpus, work)
+        rss, pss = m["trial"]
+        rows.append((trials, f"{m['driver'][0]:.0f}", f"{rss:.0f}", f"{pss:.0f}", f"{m['total']:.0f}"))
+        print(f"{trials} trials: {m['workers']} trial workers seen", flush=True)
     print()
-    header = ("trials", "dataset", "driver RSS MiB", "trial RSS MiB", "trial PSS MiB", "all PSS MiB")
-    print(table(header, rows))
+    print(table(("trials", "driver RSS MiB", "trial RSS MiB", "trial PSS MiB", "all PSS MiB"), rows))
     return 0
 
 
