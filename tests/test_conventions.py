@@ -226,16 +226,16 @@ def test_ray_address_and_ray_job_submit_join_a_cluster_started_with_ray_start(
 
 
 def test_a_search_on_two_nodes_survives_losing_one(ray_cluster, search_env, tmp_path):
-    """Both nodes train a trial; the worker node is SIGKILLed once both have saved a checkpoint, and its
-    trial is retried from that checkpoint on the head."""
+    """Joined with --address (RAY_ADDRESS and `ray job submit` are the test above), both nodes train a
+    trial; the worker node is SIGKILLed once both have saved a checkpoint, and its trial is retried from
+    that checkpoint on the head."""
     flags, client = search_env
     space = space_file(tmp_path, "nodes", trials=3, config={"num_epochs": 8, "max_steps_per_epoch": 30})
-    env = {**ray_cluster["env"], "RAY_ADDRESS": ray_cluster["address"]}
     log = (tmp_path / "search.log").open("w")
+    argv = ["-m", "tune_codec.run", "--space", str(space), *flags, "--address", ray_cluster["address"]]
     search = subprocess.Popen(
-        [sys.executable, "-m", "tune_codec.run", "--space", str(space), *flags],
-        env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [sys.executable, *argv], env=ray_cluster["env"], stdout=log, stderr=subprocess.STDOUT, text=True
+    )
     trials = tmp_path / "ray_results" / "nodes"
     saved = lambda: len({p.parent for p in trials.glob("*/checkpoint_*")}) >= 2  # noqa: E731
     wait_for(saved, 300, "a checkpoint from each node")
