@@ -323,5 +323,5 @@ def test_a_cache_disk_too_small_for_the_decoded_corpus_is_refused_before_decodin
     assert run.main(search(flags, SMOKE)) == 2
     err = capsys.readouterr().err
     assert "the decoded corpus needs 4.6 MiB in the cache" in err and "MiB free; pass --cache-dir" in err
-    assert err.count("\n") == 1 and not [p for p in (tmpfs / "cache").rglob("*") if p.is_file()]
+    assert err.count("\n") == 1 and not (tmpfs / "cache").exists()
     assert client.get_experiment_by_name("tune-codec") is None

@@ -202,7 +202,6 @@ def load_corpus(root: Path, sample_rate: int, cache_dir: Path | None = None, pro
     if (folder / META).exists():
         return Corpus.read(folder)
 
-    folder.mkdir(parents=True, exist_ok=True)
     processes, started = processes or decode_processes(files), time.perf_counter()
     with mapper(processes) as run:
         # where each file goes in the int16 file, from its header; the disk must hold all of it
@@ -210,12 +209,14 @@ def load_corpus(root: Path, sample_rate: int, cache_dir: Path | None = None, pro
         skipped = {n: why for n, why in zip(names, planned, strict=True) if isinstance(why, str)}
         slots = [(n, str(p), s) for n, p, s in zip(names, files, planned, strict=True) if n not in skipped]
         offsets = np.cumsum([0] + [s for *_, s in slots])
-        need, free = int(offsets[-1]) * 2, shutil.disk_usage(folder).free
+        existing = next(p for p in (folder, *folder.parents) if p.exists())  # nothing made before the check
+        need, free = int(offsets[-1]) * 2, shutil.disk_usage(existing).free
         if need > free:
             raise DataError(
                 f"the decoded corpus needs {need / 2**20:.1f} MiB in the cache {str(folder)!r}, which has "
                 f"{free / 2**20:.1f} MiB free; pass --cache-dir on a disk with room"
             )
+        folder.mkdir(parents=True, exist_ok=True)
         jobs = [(path, int(offset), slot) for (_, path, slot), offset in zip(slots, offsets, strict=False)]
         files_meta = []
 
