@@ -62,7 +62,8 @@ def train(
         start, best, train_s = state["epoch"], state["best"], state["train_s"]
         metrics = state["metrics"]  # what a run that has no epoch left returns
 
-    # training batches are read from the cache per step; the validation set once, as one tensor
+    # training batches are read from the cache per step, the validation set once as one tensor; an epoch
+    # is a full pass unless max_steps_per_epoch caps it
     valid_x = torch.from_numpy(data.valid.read())
     steps = math.ceil(len(data.train) / config.batch_size)
     if config.max_steps_per_epoch:
