@@ -144,6 +144,13 @@ def free_ports(n: int) -> list[int]:
     return [free_port() for _ in range(n)]
 
 
+def node_ports() -> list[str]:
+    """Free ports for the agents and metrics of one Ray node (their defaults are fixed, so two clash)."""
+    flags = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port")
+    flags += ("--runtime-env-agent-port",)
+    return [arg for flag, port in zip(flags, free_ports(4), strict=True) for arg in (flag, str(port))]
+
+
 @pytest.fixture
 def ray_cluster():
     """A real two-node cluster started with `ray start`: a head, and a worker node in its own session that
@@ -153,25 +160,20 @@ def ray_cluster():
     env = {**ENV, "PATH": f"{venv_bin}{os.pathsep}{ENV.get('PATH', '')}"}
     env.pop("RAY_ADDRESS", None)
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    gcs, dashboard, agent, agent_grpc, metrics, runtime_env = free_ports(6)
+    gcs, dashboard = free_ports(2)
     node = ["--num-cpus", "1", "--num-gpus", "1", "--object-store-memory", str(100 * 2**20)]
     node.append("--disable-usage-stats")
     subprocess.run(
         [
             *RAY, "start", "--head", "--port", str(gcs), *node, "--temp-dir", temp,
             "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-            "--dashboard-port", str(dashboard),
-            "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
-            "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(runtime_env),
+            "--dashboard-port", str(dashboard), *node_ports(),
         ],
         env=env, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    agent, agent_grpc, metrics, runtime_env = free_ports(4)
     worker = subprocess.Popen(
         [
-            *RAY, "start", "--address", f"127.0.0.1:{gcs}", *node, "--block",
-            "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
-            "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(runtime_env),
+            *RAY, "start", "--address", f"127.0.0.1:{gcs}", *node, "--block", *node_ports(),
         ],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip

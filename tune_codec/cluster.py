@@ -11,6 +11,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tune_codec.config import UsageError
+from tune_codec.files import nearest_existing
 
 
 def start_ray(args, concurrency: int, shared: tuple[Path, ...] = ()) -> bool:
@@ -65,8 +66,8 @@ def place(args, concurrency: int) -> None:
 def check_nodes(cache: Path, storage: Path) -> None:
     """On a cluster, every node must see the data cache and the storage path at the same paths (storage
     every node mounts): a trial placed on a node that does not would fail there, after the search began."""
-    existing = next(p for p in (storage, *storage.parents) if p.exists())
-    probe = existing / f".tune-codec-probe-{os.getpid()}"  # a file only the same storage shows everywhere
+    # a file only the same storage shows on every node
+    probe = nearest_existing(storage) / f".tune-codec-probe-{os.getpid()}"
     probe.touch()
     try:
         nodes = [node for node in ray.nodes() if node["Alive"]]

@@ -28,7 +28,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from tune_codec.config import UsageError
-from tune_codec.files import atomic_write
+from tune_codec.files import atomic_write, nearest_existing
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ CACHE_VERSION = 2  # bump when the cache changes meaning
 AUDIO, META = "audio.i16", "meta.json"
 FULL_SCALE = 32768
 BYTES_PER_PROCESS = 32 * 2**20  # of audio files: a corpus smaller than this is decoded in one process
+UNREADABLE = (RuntimeError, sf.LibsndfileError, EOFError)  # what soundfile raises on a bad file
 AUDIO_SUFFIXES = {f".{f.lower()}" for f in sf.available_formats()} | {".aif", ".oga", ".opus"}
 
 
@@ -72,7 +73,7 @@ def read_mono(path: Path, sample_rate: int) -> tuple[np.ndarray, np.float32]:
     offset goes before resampling); DataError on unreadable or non-finite audio."""
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
-    except (RuntimeError, sf.LibsndfileError, EOFError) as e:
+    except UNREADABLE as e:
         raise DataError(f"unreadable: {e}") from None
     if audio.size == 0:
         raise DataError("no samples")
@@ -107,7 +108,7 @@ def planned_length(path: Path, sample_rate: int) -> int | str:
     """Samples the file will have at `sample_rate` (as torchaudio resamples), or why it is unreadable."""
     try:
         info = sf.info(str(path))
-    except (RuntimeError, sf.LibsndfileError, EOFError) as e:
+    except UNREADABLE as e:
         return f"unreadable: {e}"
     return -(-info.frames * sample_rate // info.samplerate)
 
@@ -146,9 +147,8 @@ def one_torch_thread() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"  # read when torch is first imported
 
 
-def decode_processes(files: list[Path]) -> int:
-    """One process per CPU this one may use, each with at least BYTES_PER_PROCESS of files."""
-    size = sum(p.stat().st_size for p in files)
+def decode_processes(size: int) -> int:
+    """One process per CPU this one may use, each with at least BYTES_PER_PROCESS of the files' `size`."""
     return max(1, min(len(os.sched_getaffinity(0)), size // BYTES_PER_PROCESS))
 
 
@@ -196,21 +196,21 @@ def load_corpus(root: Path, sample_rate: int, cache_dir: Path | None = None, pro
             f"no audio files under {str(root)!r} (looked for {', '.join(sorted(AUDIO_SUFFIXES))})"
         )
     names = [str(p.relative_to(root)) for p in files]
-    stats = [(n, p.stat().st_size, p.stat().st_mtime_ns) for n, p in zip(names, files, strict=True)]
+    stats = [(n, s.st_size, s.st_mtime_ns) for n, s in zip(names, map(os.stat, files), strict=True)]
     key = hashlib.sha256(json.dumps([CACHE_VERSION, sample_rate, stats]).encode()).hexdigest()[:20]
     folder = Path(cache_dir or default_cache_dir()).absolute() / f"corpus-{key}"  # trials run elsewhere
     if (folder / META).exists():
         return Corpus.read(folder)
 
-    processes, started = processes or decode_processes(files), time.perf_counter()
+    processes, started = processes or decode_processes(sum(size for _, size, _ in stats)), time.perf_counter()
     with mapper(processes) as run:
         # where each file goes in the int16 file, from its header; the disk must hold all of it
         planned = list(run(functools.partial(planned_length, sample_rate=sample_rate), files))
         skipped = {n: why for n, why in zip(names, planned, strict=True) if isinstance(why, str)}
         slots = [(n, str(p), s) for n, p, s in zip(names, files, planned, strict=True) if n not in skipped]
         offsets = np.cumsum([0] + [s for *_, s in slots])
-        existing = next(p for p in (folder, *folder.parents) if p.exists())  # nothing made before the check
-        need, free = int(offsets[-1]) * 2, shutil.disk_usage(existing).free
+        free = shutil.disk_usage(nearest_existing(folder)).free  # nothing is made before the check
+        need = int(offsets[-1]) * 2
         if need > free:
             raise DataError(
                 f"the decoded corpus needs {need / 2**20:.1f} MiB in the cache {str(folder)!r}, which has "

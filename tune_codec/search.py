@@ -22,6 +22,7 @@ from tune_codec.cluster import start_ray
 from tune_codec.config import UsageError
 from tune_codec.cost import COST, check_price, held_devices, parse_budget
 from tune_codec.data import load_data
+from tune_codec.files import nearest_existing
 from tune_codec.resume import repair_checkpoints
 from tune_codec.space import Space, load_space, to_params
 from tune_codec.stopping import SCORE, CollapseStopper
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
 def check_storage(folder: Path, space: Space) -> None:
     """The storage path must be writable and have room for every trial's checkpoint."""
     root = folder.parent
-    existing = next(p for p in (root, *root.parents) if p.exists())  # checked without creating root
+    existing = nearest_existing(root)  # checked without creating root
     try:
         if not existing.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
