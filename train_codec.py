@@ -12,6 +12,7 @@ from tune_codec.checkpoint import LAST, load_state
 from tune_codec.cli import parse
 from tune_codec.config import DEFAULTS, Config, UsageError, add_config_flags, config_from_args, make_config
 from tune_codec.data import load_data
+from tune_codec.schedule import MUTABLE, at_epoch, load_schedule
 from tune_codec.tracking import (
     EXPERIMENT_HELP,
     RUN,
@@ -60,19 +61,28 @@ def parse_args(argv):
     )
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     p.add_argument("--cache_dir", type=Path, help="decoded-audio cache (default: ~/.cache/tune-codec)")
+    p.add_argument(
+        "--schedule",
+        type=Path,
+        help="train a schedule of loss weights and learning rate by epoch (a PBT search's "
+        "best_schedule.yaml): its config, with the flags given, and the weights changing at its epochs",
+    )
     add_config_flags(p)
     args = parse(p, argv)
     args.experiment_name = experiment_name(args.experiment_name)
     return args
 
 
-def check_checkpoint_dir(folder: Path, config: Config, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix runs: resuming needs a run of the same config, starting needs an empty slot."""
+def check_checkpoint_dir(folder: Path, config: Config, resume: bool, overwrite: bool, schedule=()) -> None:
+    """Refuse to mix runs: resuming needs a run of the same config (at its epoch, where a schedule changes
+    it), starting needs an empty slot."""
     has_run = (folder / LAST).exists()
     if resume and not has_run:
         raise UsageError(f"--resume: no {LAST} in checkpoint dir {str(folder)!r}")
     if resume:
-        saved = make_config(load_state(folder)["config"])
+        state = load_state(folder)
+        saved = make_config(state["config"])
+        config = at_epoch(config, schedule, state["epoch"])
         diff = [
             f"{f}={getattr(config, f)!r} (saved {getattr(saved, f)!r})"
             for f in dataclasses.asdict(config)
@@ -93,11 +103,16 @@ def main(argv=None) -> int:
     quick_http()
     run_file = args.checkpoint_dir / RUN_FILE
     try:
-        base = DEFAULTS
-        if args.resume and (args.checkpoint_dir / LAST).exists():
+        base, schedule = DEFAULTS, ()
+        if args.schedule:
+            base, schedule = load_schedule(args.schedule)
+            given = [f"--{k}" for k in MUTABLE if getattr(args, k) is not None]
+            if given:
+                raise UsageError(f"{', '.join(given)}: --schedule {str(args.schedule)!r} sets it")
+        elif args.resume and (args.checkpoint_dir / LAST).exists():
             base = make_config(load_state(args.checkpoint_dir)["config"])  # flags not given keep their values
         config = config_from_args(args, base)
-        check_checkpoint_dir(args.checkpoint_dir, config, args.resume, args.overwrite)
+        check_checkpoint_dir(args.checkpoint_dir, config, args.resume, args.overwrite, schedule)
         saved = read_state(run_file) if args.resume and run_file.exists() else {}
         print(f"codec: {config.describe()}")
         data = load_data(args.data_dir, config, args.cache_dir)
@@ -107,10 +122,10 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     print(f"data: {data.summary()}")
-    return run(config, data, args, Outbox(Tracker(uri, args.experiment_name), saved))
+    return run(config, data, args, Outbox(Tracker(uri, args.experiment_name), saved), schedule)
 
 
-def run(config: Config, data, args, outbox: Outbox) -> int:
+def run(config: Config, data, args, outbox: Outbox, schedule=()) -> int:
     """Train, logging through the outbox: while MLflow is away, training goes on and updates wait."""
     run_file = args.checkpoint_dir / RUN_FILE
     args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +143,11 @@ def run(config: Config, data, args, outbox: Outbox) -> int:
             "train_files": str(len(data.train_files)),
             "valid_files": str(len(data.valid_files)),
         }
+        if args.schedule:
+            params["schedule"] = str(args.schedule)
         send("start", args.run_name or args.checkpoint_dir.resolve().name, params, None, None)
+        if args.schedule:
+            send("artifact", str(args.schedule))
     run_id = outbox.run_id(RUN) or "(not created yet)"
     print(f"mlflow: run {run_id} in experiment {args.experiment_name!r} at {outbox.tracker.uri}")
 
@@ -144,6 +163,7 @@ def run(config: Config, data, args, outbox: Outbox) -> int:
             checkpoint_dir=args.checkpoint_dir,
             resume_from=args.checkpoint_dir if args.resume else None,
             device=pick_device(args.device),
+            schedule=schedule,
         )
         status, code = "FINISHED", 0
     except KeyboardInterrupt:

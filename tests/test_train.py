@@ -71,3 +71,41 @@ def test_data_that_does_not_fit_the_config_is_refused(tiny_config, tiny_data, tm
     other = replace(tiny_config, segment_seconds=0.1)
     with pytest.raises(ValueError, match="config wants"):
         train(other, tiny_data, checkpoint_dir=tmp_path, quiet=True)
+
+
+def test_a_schedule_changes_the_weights_and_learning_rate_from_its_epochs_and_is_kept(
+    tiny_config, tiny_data, tmp_path
+):
+    schedule = [(2, {"rms_weight": 3.0}), (3, {"learning_rate": 1e-4, "mel_weight": 0.5})]
+    reports = []
+    train(tiny_config, tiny_data, lambda m, d: reports.append(m), checkpoint_dir=tmp_path, quiet=True,
+          schedule=schedule)  # fmt: skip
+    logged = [
+        (m["schedule/rms_weight"], m["schedule/learning_rate"], m["schedule/mel_weight"]) for m in reports
+    ]
+    assert logged == [(10.0, 3e-3, 0.0), (3.0, 3e-3, 0.0), (3.0, 1e-4, 0.5)]
+    state = load_state(tmp_path)
+    assert [h["rms_weight"] for h in state["history"]] == [10.0, 3.0, 3.0]
+    assert state["optimizer"]["param_groups"][0]["lr"] == 1e-4
+    assert state["config"]["mel_weight"] == 0.5  # last.pt holds the config of its epoch
+    # the total each epoch is the sum of the terms at that epoch's weights (the mel term weighted from 3 on)
+    for m, (rms, _, mel) in zip(reports, logged, strict=True):
+        weights = {"rec/l1": 1.0, "rec/mel": mel, "amp/rms": rms, "amp/peak": 5.0, "vq/commit": 1.0}
+        assert m["loss/total"] == pytest.approx(sum(w * m[f"loss/{k}"] for k, w in weights.items()), rel=1e-5)
+
+
+def test_a_resumed_run_takes_new_weights_and_learning_rate_but_not_a_new_model(
+    tiny_config, tiny_data, tmp_path
+):
+    train(replace(tiny_config, num_epochs=2), tiny_data, checkpoint_dir=tmp_path, quiet=True)
+    mutated = replace(tiny_config, rms_weight=2.5, learning_rate=5e-4)  # what PBT hands a trial
+    final = train(mutated, tiny_data, checkpoint_dir=tmp_path, resume_from=tmp_path, quiet=True)
+    assert final["schedule/rms_weight"] == 2.5 and final["schedule/learning_rate"] == 5e-4
+    state = load_state(tmp_path)
+    assert [h["learning_rate"] for h in state["history"]] == [3e-3, 3e-3, 5e-4]
+    assert state["optimizer"]["param_groups"][0]["lr"] == 5e-4
+    with pytest.raises(
+        ValueError, match="trained with other channels; only the loss weights and the learning"
+    ):
+        train(replace(mutated, channels=8, num_epochs=4), tiny_data, checkpoint_dir=tmp_path,
+              resume_from=tmp_path, quiet=True)  # fmt: skip

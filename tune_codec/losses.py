@@ -46,8 +46,12 @@ class LossResult(NamedTuple):
 class CodecLoss(nn.Module):
     def __init__(self, config: Config):
         super().__init__()
-        self.weights = {name: getattr(config, field) for name, field in LOSS_WEIGHTS.items()}
+        self.reweigh(config)
         self.mel = MultiScaleMel(config.sample_rate, config.segment_samples)
+
+    def reweigh(self, config: Config) -> None:
+        """Take config's loss weights (a schedule, or PBT, changes them between epochs)."""
+        self.weights = {name: getattr(config, field) for name, field in LOSS_WEIGHTS.items()}
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, commit_loss: torch.Tensor) -> LossResult:
         """x: input, y: output, both (B, 1, T) float32."""

@@ -14,12 +14,13 @@ import torch
 from tqdm import tqdm
 
 from tune_codec.checkpoint import BEST, LAST, N_CLIPS, SAMPLES, load_state, save
-from tune_codec.config import BEST_METRICS, Config, best_key
+from tune_codec.config import BEST_METRICS, Config, best_key, make_config
 from tune_codec.data import CodecData
 from tune_codec.losses import CodecLoss
 from tune_codec.metrics import codebook_metrics, debug_block, perceptual, signal_metrics
 from tune_codec.model import Codec
 from tune_codec.samples import write_samples
+from tune_codec.schedule import Schedule, at_epoch, fixed_differences, values
 
 # report(metrics, checkpoint_dir): called once per epoch after the checkpoint is written
 Report = Callable[[dict, Path], None]
@@ -38,8 +39,13 @@ def train(
     resume_from: Path | None = None,
     device: torch.device | None = None,
     quiet: bool = False,
+    schedule: Schedule = (),
 ) -> dict:
-    """Train for config.num_epochs (continuing resume_from's last.pt if given); returns the last metrics."""
+    """Train for config.num_epochs (continuing resume_from's last.pt if given); returns the last metrics.
+
+    The loss weights and the learning rate are config's, changed from an epoch on by `schedule`; a resumed
+    run takes them from config too, not from last.pt (Population Based Training hands a trial another
+    trial's checkpoint with new weights). Each epoch's values are kept in last.pt as its `history`."""
     if data.sample_rate != config.sample_rate or data.train.length != config.segment_samples:
         raise ValueError(
             f"data has {data.train.length}-sample segments at {data.sample_rate} Hz; config wants "
@@ -53,14 +59,21 @@ def train(
     model = Codec(config).to(device)
     loss_fn = CodecLoss(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    start, best, train_s, metrics = 0, {}, 0.0, {}  # best: metric -> its best value so far
+    start, best, train_s, metrics, history = 0, {}, 0.0, {}, []  # best: metric -> its best value so far
     if resume_from is not None:
         state = load_state(resume_from)
+        differ = fixed_differences(config, make_config(state["config"]))
+        if differ:
+            raise ValueError(
+                f"{resume_from} was trained with other {', '.join(differ)}; only the "
+                "loss weights and the learning rate may change when a run is resumed"
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         start, best, train_s = state["epoch"], state["best"], state["train_s"]
         metrics = state["metrics"]  # what a run that has no epoch left returns
+        history = state.get("history") or [values(make_config(state["config"]))] * start  # older runs
 
     # training batches are read from the cache per step, the validation set once as one tensor; an epoch
     # is a full pass unless max_steps_per_epoch caps it
@@ -70,6 +83,11 @@ def train(
         steps = min(steps, config.max_steps_per_epoch)
     autocast = config.bf16 and device.type == "cuda"
     for epoch in range(start, config.num_epochs):
+        now = at_epoch(config, schedule, epoch + 1)
+        loss_fn.reweigh(now)
+        for group in opt.param_groups:
+            group["lr"] = now.learning_rate
+        history.append(values(now))
         model.train()
         # shuffling depends on (seed, epoch) only, so a resumed run sees the same batches
         order = torch.randperm(
@@ -107,6 +125,8 @@ def train(
             **val,
             "time/train_s": train_s,
             "time/audio_s_per_s": steps * config.batch_size * config.segment_seconds / epoch_s,
+            **{f"schedule/{k}": v for k, v in history[-1].items()},
+            "codec/kbps": config.bitrate / 1000,
         }
         improved = val.get(config.best_metric, -math.inf) > best.get(config.best_metric, -math.inf)
         best.update({k: max(best.get(k, -math.inf), val[k]) for k in BEST_METRICS if k in val})
@@ -118,8 +138,9 @@ def train(
             "epoch": epoch + 1,
             "best": best,
             "train_s": train_s,
-            "config": dataclasses.asdict(config),
+            "config": dataclasses.asdict(now),
             "metrics": metrics,
+            "history": history,
         }
         if improved or not (checkpoint_dir / BEST).exists():
             save({k: state[k] for k in ("model", "config", "metrics")}, checkpoint_dir / BEST)
