@@ -130,7 +130,7 @@ def space_file(tmp_path, name, **changes):
     """smoke.yaml with some settings replaced."""
     raw = yaml.safe_load(SMOKE.read_text())
     for key, value in changes.items():
-        raw[key] = {**raw[key], **value} if isinstance(value, dict) and key != "search" else value
+        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) and key != "search" else value
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

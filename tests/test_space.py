@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from tune_codec.config import FIELDS
-from tune_codec.space import SpaceError, load_space, parse_space
+from tune_codec.config import FIELDS, make_config
+from tune_codec.space import SpaceError, load_space, parse_space, to_optuna
 from tune_codec.stopping import StopRules
 
 SPACES = sorted((Path(__file__).parent.parent / "search_spaces").glob("*.yaml"))
@@ -62,12 +62,40 @@ def test_settings_and_fixed_values_are_applied():
         ({"search": {"rms_weight": {"int": [4, 8.5]}}}, "int needs whole-number bounds"),
         ({"search": {"channels": {"int": [4, 8.5]}}}, "search.channels: channels=8.5 is not a valid int"),
         ({"search": {"sample_rate": {"categorical": [8000, 16000]}}}, "set it under config:"),
+        (  # a hop of 128 does not divide the 8000-sample segment: the data would change
+            {"search": {"strides": {"categorical": [[2, 4, 8], [2, 8, 8]]}}},
+            "search.strides: [2, 8, 8] changes the data shared by all trials (7936-sample segments",
+        ),
+        ({**GOOD, "scheduler": "hyperband"}, "scheduler: 'hyperband' is not one of asha, pbt, pb2"),
+        (
+            {**GOOD, "scheduler": "pbt", "search": {"channels": {"int": [8, 16]}}},
+            "search.channels: pbt changes the searched fields during training, and channels is built into",
+        ),
+        (
+            {**GOOD, "scheduler": "pb2", "search": {"mel_weight": {"categorical": [0, 1]}}},
+            "search.mel_weight: pb2 searches continuous ranges (loguniform, uniform), not categorical",
+        ),
+        ({**GOOD, "scheduler": "pbt", "asha": {"grace_period": 2}}, "asha: a pbt search has no ASHA"),
+        ({**GOOD, "pbt": {"perturbation_interval": 2}}, "pbt: needs scheduler: pbt or pb2"),
+        (
+            {**GOOD, "scheduler": "pbt", "config": {"num_epochs": 12}, "pbt": {"perturbation_interval": 12}},
+            "pbt.perturbation_interval: 12 must be an int from 1 to num_epochs - 1 (11)",
+        ),
+        (
+            {**GOOD, "scheduler": "pbt", "pbt": {"quantile_fraction": 0.8}},
+            "pbt.quantile_fraction: 0.8 must be in (0, 0.5]",
+        ),
+        ({**GOOD, "metric": ["val/snr_db", "loss"]}, "or a list of one and codec/kbps"),
+        (
+            {**GOOD, "metric": ["val/snr_db", "codec/kbps"], "asha": {"grace_period": 2}},
+            "metric: a search of val/snr_db and codec/kbps ranks trials on both; ASHA and PBT rank on one",
+        ),
         ({"search": {}}, "names no field with a distribution"),
         ({"search": [1, 2]}, "search: expected a mapping of config fields to distributions, got [1, 2]"),
         ({**GOOD, "trials": "many"}, "trials: 'many' must be an int >= 1"),
         ({**GOOD, "trails": 3}, "unknown setting trails (allowed: metric"),
         ({**GOOD, "trials": 0}, "trials: 0 must be an int >= 1"),
-        ({**GOOD, "metric": "loss"}, "metric: 'loss' is not one of val/snr_db"),
+        ({**GOOD, "metric": "loss"}, "metric: 'loss' must be one of val/snr_db"),
         (
             {**GOOD, "metric": "val/pesq", "config": {"perceptual_segments": 0}},
             "metric: val/pesq is measured on config.perceptual_segments, which is 0",
@@ -107,3 +135,31 @@ def test_file_errors_name_the_file(tmp_path):
         load_space(bad)
     with pytest.raises(SpaceError, match=r"missing.yaml: cannot read"):
         load_space(tmp_path / "missing.yaml")
+
+
+def test_a_population_searches_only_what_can_change_during_training():
+    space = parse_space(
+        {
+            "scheduler": "pbt",
+            "config": {"num_epochs": 12},
+            "search": {**GOOD["search"], "channels": {"fixed": 8}},
+        }
+    )
+    assert space.population and space.asha is None and space.param_space()["channels"] == 8
+    # every perturbation's checkpoint is kept for a worse trial to copy: 12 epochs, one every 3
+    assert space.checkpoint_every == 3 and space.checkpoints_kept == 4
+    assert parse_space(GOOD).checkpoints_kept == 1
+
+
+def test_a_multi_objective_space_searches_strides_whose_hop_divides_the_segment():
+    space = parse_space(
+        {
+            "metric": ["val/pesq", "codec/kbps"],
+            "search": {"n_codebooks": {"int": [1, 8]}, "strides": {"categorical": [[2, 4, 5], [4, 5, 8]]}},
+        }
+    )
+    assert space.metric == "val/pesq" and space.objectives == ("val/pesq", "codec/kbps")
+    assert space.asha is None and space.base.best_metric == "val/pesq"
+    # Optuna holds the strides as text; a trial's config turns it back into the tuple
+    assert to_optuna("strides", *space.search["strides"]).choices == ("2,4,5", "4,5,8")
+    assert make_config({"strides": "4,5,8"}).hop == 160

@@ -1,12 +1,15 @@
 """Search-space YAML -> validated search settings and Tune distributions, before Ray starts.
 
-metric: val/snr_db            # what Optuna maximises: val/snr_db, val/si_sdr_db, val/pesq, val/stoi
-trials: 12                    # trials Optuna proposes
+metric: val/snr_db            # what trials are ranked on: val/snr_db, val/si_sdr_db, val/pesq, val/stoi;
+                              # or [val/pesq, codec/kbps]: Optuna's multi-objective search of a Pareto front
+trials: 12                    # trials Optuna proposes (with pbt: the population)
 concurrency: 2                # trials running at once
 config: {num_epochs: 12}      # fixed for every trial (any config field)
 stop: {grace_epochs: 3, range_ratio: [0.5, 2.0], min_perplexity: 2.0, penalty_db: -30}
+scheduler: asha               # asha, pbt or pb2 (Population Based Training: weights change during training)
 asha: {grace_period: 4, reduction_factor: 2}   # or `asha: off`; off by default below 4 epochs
-search:                       # config field -> distribution
+pbt: {perturbation_interval: 3, quantile_fraction: 0.25, resample_probability: 0.25}
+search:                       # config field -> distribution (with pbt: the first values and the mutations)
   rms_weight: {loguniform: [1, 100]}
   mel_weight: {categorical: [0, 1]}
   channels: {fixed: 16}
@@ -16,6 +19,7 @@ start: [{rms_weight: 10, ...}]   # points evaluated first (the hand fix)
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,15 +28,34 @@ import yaml
 from optuna.distributions import distribution_to_json, json_to_distribution
 from ray import tune
 
-from tune_codec.config import BEST_METRICS, FIELDS, PERCEPTUAL, Config, UsageError, coerce, make_config
+from tune_codec.config import (
+    BEST_METRICS,
+    FIELDS,
+    PERCEPTUAL,
+    Config,
+    UsageError,
+    coerce,
+    flag_text,
+    make_config,
+)
+from tune_codec.schedule import MUTABLE
 from tune_codec.stopping import StopRules
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical", "fixed")
-# fields that shape the decoded data, loaded once for all trials: set them under `config:`
-DATA_FIELDS = (
-    "sample_rate", "segment_seconds", "valid_fraction", "valid_max_seconds", "silence_db", "strides"
-)  # fmt: skip
-SETTINGS = ("metric", "trials", "concurrency", "config", "stop", "asha", "search", "start")
+SETTINGS = (
+    "metric",
+    "trials",
+    "concurrency",
+    "config",
+    "stop",
+    "scheduler",
+    "asha",
+    "pbt",
+    "search",
+    "start",
+)
+SCHEDULERS = ("asha", "pbt", "pb2")
+BITRATE = "codec/kbps"  # a second objective, minimised; the validation metrics are maximised
 
 
 class SpaceError(UsageError):
@@ -45,12 +68,21 @@ class Space:
 
     base: Config  # defaults plus the space's fixed `config:` values
     search: dict[str, tuple[str, object]]  # field -> (distribution, argument)
-    metric: str = "val/snr_db"  # what Optuna maximises
+    metric: str = "val/snr_db"  # what trials are ranked on (maximised)
+    objectives: tuple[str, ...] = ()  # multi-objective: (metric, BITRATE); () = the metric alone
     trials: int = 8
     concurrency: int = 2  # trials at once
     stop: StopRules = StopRules()
     # ASHAScheduler settings; None = off. Off by default where the grace period leaves no epoch to stop at
     asha: dict | None = field(default_factory=lambda: {"grace_period": 3, "reduction_factor": 2})
+    scheduler: str = "asha"  # or pbt, pb2: Population Based Training (then asha is None)
+    pbt: dict = field(
+        default_factory=lambda: {
+            "perturbation_interval": 3,
+            "quantile_fraction": 0.25,
+            "resample_probability": 0.25,
+        }
+    )
     start: tuple[dict, ...] = ()  # points evaluated first
 
     def param_space(self) -> dict:
@@ -61,6 +93,22 @@ class Space:
 
     def searched(self) -> list[str]:
         return searched_fields(self.search)
+
+    @property
+    def population(self) -> bool:
+        """Population Based Training: the loss weights and learning rate change during training."""
+        return self.scheduler in ("pbt", "pb2")
+
+    @property
+    def checkpoint_every(self) -> int:
+        """Epochs between a trial's checkpoints. A population keeps every one (num_to_keep=None): a worse
+        trial may copy it after its owner has trained on, and Tune would have deleted it."""
+        return self.pbt["perturbation_interval"] if self.population else 1
+
+    @property
+    def checkpoints_kept(self) -> int:
+        """Checkpoints a trial holds at most (a finishing trial holds one more for a moment)."""
+        return math.ceil(self.base.num_epochs / self.checkpoint_every) if self.population else 1
 
 
 def default(name: str):
@@ -86,13 +134,20 @@ def to_tune(kind: str, arg):
     return arg  # fixed
 
 
+def choice(name: str, value):
+    """A categorical value as the searchers hold it: the field's type, or for strides its flag text
+    ("2,4,8"), since Optuna's choices are scalars."""
+    value = coerce(name, value)
+    return flag_text(value) if isinstance(value, tuple) else value
+
+
 def to_optuna(name: str, kind: str, arg) -> optuna.distributions.BaseDistribution:
     """A searched field's distribution as Optuna holds it (categorical choices of the field's type)."""
     if kind in ("loguniform", "uniform"):
         return optuna.distributions.FloatDistribution(*arg, log=kind == "loguniform")
     if kind == "int":
         return optuna.distributions.IntDistribution(*arg)
-    return optuna.distributions.CategoricalDistribution([coerce(name, v) for v in arg])
+    return optuna.distributions.CategoricalDistribution([choice(name, v) for v in arg])
 
 
 def to_params(search: dict[str, tuple[str, object]]) -> dict[str, str]:
@@ -140,9 +195,7 @@ def parse_space(raw) -> Space:
     search = {name: parse_distribution(name, spec, base) for name, spec in search.items()}
     if not searched_fields(search):
         raise SpaceError("search: names no field with a distribution to search")
-    metric = raw.get("metric", default("metric"))
-    if metric not in BEST_METRICS:
-        raise SpaceError(f"metric: {metric!r} is not one of {', '.join(BEST_METRICS)}")
+    metric, objectives = parse_metric(raw.get("metric", default("metric")))
     if metric in PERCEPTUAL and not base.perceptual_segments:
         raise SpaceError(f"metric: {metric} is measured on config.perceptual_segments, which is 0")
     if "best_metric" in (raw.get("config") or {}) and base.best_metric != metric:
@@ -153,16 +206,82 @@ def parse_space(raw) -> Space:
     start = tuple(parse_start(i, point, searched, base) for i, point in enumerate(raw.get("start") or []))
     if len(start) > trials:
         raise SpaceError(f"start: {len(start)} points but only {trials} trials")
+    scheduler = raw.get("scheduler", default("scheduler"))
+    if scheduler not in SCHEDULERS:
+        raise SpaceError(f"scheduler: {scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+    asha_set = raw.get("asha", "off") not in ("off", False)  # `asha: off` fits every search
+    if scheduler != "asha" and asha_set:
+        raise SpaceError(f"asha: a {scheduler} search has no ASHA; leave asha: out")
+    if scheduler == "asha" and "pbt" in raw:
+        raise SpaceError("pbt: needs scheduler: pbt or pb2")
+    if objectives and (asha_set or scheduler != "asha"):
+        raise SpaceError(
+            f"metric: a search of {' and '.join(objectives)} ranks trials on both; ASHA and PBT rank on one "
+            "(leave scheduler: and asha: out)"
+        )
+    if scheduler != "asha":
+        check_population(search, scheduler, base.num_epochs)
     return Space(
         base=base,
         search=search,
         metric=metric,
+        objectives=objectives,
         trials=trials,
         concurrency=concurrency,
         stop=parse_stop(raw.get("stop") or {}),
-        asha=parse_asha(raw.get("asha", {}), base.num_epochs),
+        asha=None if objectives or scheduler != "asha" else parse_asha(raw.get("asha", {}), base.num_epochs),
+        scheduler=scheduler,
+        pbt=parse_pbt(raw.get("pbt") or {}, base.num_epochs),
         start=start,
     )
+
+
+def parse_metric(raw) -> tuple[str, tuple[str, ...]]:
+    """metric: one validation metric, or [that metric, codec/kbps] for a multi-objective search."""
+    names = raw if isinstance(raw, list) else [raw]
+    if not (1 <= len(names) <= 2 and names[0] in BEST_METRICS and names[1:] in ([], [BITRATE])):
+        raise SpaceError(
+            f"metric: {raw!r} must be one of {', '.join(BEST_METRICS)}, or a list of one and {BITRATE}"
+        )
+    return names[0], tuple(names) if len(names) == 2 else ()
+
+
+def check_population(search: dict, scheduler: str, num_epochs: int) -> None:
+    """PBT changes what it searches during training: only the loss weights and the learning rate can
+    change in a model being trained; PB2's Gaussian process needs continuous ranges."""
+    for name, (kind, _) in search.items():
+        if kind != "fixed" and name not in MUTABLE:
+            raise SpaceError(
+                f"search.{name}: {scheduler} changes the searched fields during training, and {name} is "
+                f"built into the model or the data; fix it under config: (allowed: {', '.join(MUTABLE)})"
+            )
+        if scheduler == "pb2" and kind not in ("loguniform", "uniform", "fixed"):
+            raise SpaceError(
+                f"search.{name}: pb2 searches continuous ranges (loguniform, uniform), not {kind}"
+            )
+    if num_epochs < 2:
+        raise SpaceError(f"config.num_epochs: {scheduler} needs 2 or more epochs to change anything")
+
+
+def parse_pbt(raw, num_epochs: int) -> dict:
+    defaults = default("pbt")
+    if not isinstance(raw, dict) or set(raw) - set(defaults):
+        raise SpaceError(f"pbt: {raw!r} (allowed keys: {', '.join(defaults)})")
+    settings = {**defaults, **raw}
+    interval, quantile = settings["perturbation_interval"], settings["quantile_fraction"]
+    resample = settings["resample_probability"]
+    if "perturbation_interval" not in raw:  # the default, where the run is shorter than it
+        interval = settings["perturbation_interval"] = max(1, min(interval, num_epochs - 1))
+    if not (isinstance(interval, int) and 1 <= interval < max(num_epochs, 2)):
+        raise SpaceError(
+            f"pbt.perturbation_interval: {interval!r} must be an int from 1 to num_epochs - 1 "
+            f"({num_epochs - 1})"
+        )
+    if not (isinstance(quantile, int | float) and 0 < quantile <= 0.5):
+        raise SpaceError(f"pbt.quantile_fraction: {quantile!r} must be in (0, 0.5]")
+    if not (isinstance(resample, int | float) and 0 <= resample <= 1):
+        raise SpaceError(f"pbt.resample_probability: {resample!r} must be in [0, 1]")
+    return settings
 
 
 def checked_config(values, where: str, base: Config | None = None) -> Config:
@@ -179,8 +298,6 @@ def parse_distribution(name: str, spec, base: Config) -> tuple[str, object]:
     where = f"search.{name}"
     if name not in FIELDS:
         raise SpaceError(f"{where}: {name!r} is not a config field (allowed: {', '.join(FIELDS)})")
-    if name in DATA_FIELDS:
-        raise SpaceError(f"{where}: {name} shapes the data shared by all trials; set it under config:")
     if name == "best_metric":
         raise SpaceError(f"{where}: best_metric follows the space's metric: (set that instead)")
     if not (isinstance(spec, dict) and len(spec) == 1):
@@ -189,13 +306,13 @@ def parse_distribution(name: str, spec, base: Config) -> tuple[str, object]:
     if kind not in DISTRIBUTIONS:
         raise SpaceError(f"{where}: unknown distribution {kind!r} (allowed: {', '.join(DISTRIBUTIONS)})")
     if kind == "fixed":
-        return kind, getattr(checked_config({name: arg}, where, base), name)
+        return kind, getattr(checked_data(name, arg, where, base), name)
     if kind == "categorical":
         if not isinstance(arg, list) or not arg:
             raise SpaceError(f"{where}: categorical needs a non-empty list of values, got {arg!r}")
         for value in arg:  # each choice must make a valid config
-            checked_config({name: value}, where, base)
-        return kind, tuple(arg)
+            checked_data(name, value, where, base)
+        return kind, tuple(choice(name, value) for value in arg)
     if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(v, int | float) for v in arg)):
         raise SpaceError(f"{where}: {kind} needs [low, high] numbers, got {arg!r}")
     low, high = arg
@@ -204,10 +321,29 @@ def parse_distribution(name: str, spec, base: Config) -> tuple[str, object]:
     if kind == "loguniform" and low <= 0:
         raise SpaceError(f"{where}: loguniform needs low > 0, got {low}")
     for value in (low, high):  # both ends must make a valid config (learning_rate > 0, weights >= 0)
-        checked_config({name: value}, where, base)
+        checked_data(name, value, where, base)
     if kind == "int" and not all(float(v).is_integer() for v in arg):
         raise SpaceError(f"{where}: int needs whole-number bounds, got {arg!r}")
     return kind, (int(low), int(high)) if kind == "int" else (float(low), float(high))
+
+
+def data_shape(config: Config) -> tuple:
+    """What the decoded data, loaded once for all trials, depends on."""
+    return (config.sample_rate, config.segment_samples, config.valid_fraction, config.valid_max_seconds,
+            config.silence_db)  # fmt: skip
+
+
+def checked_data(name: str, value, where: str, base: Config) -> Config:
+    """checked_config, and the value must leave the data all trials share as it is (strides may change if
+    their hop divides the segment)."""
+    config = checked_config({name: value}, where, base)
+    if data_shape(config) != data_shape(base):
+        raise SpaceError(
+            f"{where}: {value!r} changes the data shared by all trials ({config.segment_samples}-sample "
+            f"segments at {config.sample_rate} Hz, not {base.segment_samples} at {base.sample_rate} Hz); "
+            "set it under config:"
+        )
+    return config
 
 
 def parse_start(i: int, point, searched: list[str], base: Config) -> dict:
@@ -220,7 +356,7 @@ def parse_start(i: int, point, searched: list[str], base: Config) -> dict:
             f"{where}: must give exactly the searched fields {', '.join(searched)} (not {wrong})"
         )
     checked = checked_config(point, where, base)
-    return {k: getattr(checked, k) for k in point}
+    return {k: choice(k, getattr(checked, k)) for k in point}
 
 
 def positive_int(raw: dict, key: str, default: int) -> int:
