@@ -7,10 +7,12 @@ import dataclasses
 import errno
 import math
 import os
+import random
 import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import ray
 from ray import tune
 from ray.tune.error import TuneError
@@ -23,10 +25,11 @@ from tune_codec.config import UsageError
 from tune_codec.cost import COST, check_price, held_devices, parse_budget
 from tune_codec.data import load_data
 from tune_codec.files import nearest_existing
+from tune_codec.population import population, population_scheduler
 from tune_codec.resume import repair_checkpoints
-from tune_codec.space import Space, load_space, to_params
+from tune_codec.space import BITRATE, Space, load_space, to_params
 from tune_codec.stopping import SCORE, CollapseStopper
-from tune_codec.summary import BEST_FILE, summarise
+from tune_codec.summary import BEST_FILE, SCHEDULE_FILE, summarise
 from tune_codec.tracking import (
     EXPERIMENT_HELP,
     SEARCH,
@@ -126,6 +129,8 @@ def check_args(args, space: Space) -> tuple[Space, Path]:
         raise UsageError(f"--gpus-per-trial {args.gpus_per_trial:g}: more than 1 GPU must be a whole number")
     check_price(args.price_per_gpu_hour)
     args.budget = parse_budget(args.budget, args.price_per_gpu_hour) if args.budget else None
+    if args.budget and space.population:
+        raise UsageError(f"--budget: a {space.scheduler} population trains together; size it with --trials")
     space = dataclasses.replace(
         space, trials=args.trials or space.trials, concurrency=args.concurrency or space.concurrency
     )
@@ -187,7 +192,7 @@ def check_storage(folder: Path, space: Space) -> None:
         probe.unlink()
     except OSError as e:
         raise UsageError(f"--storage-path {str(root)!r} is not writable ({e.strerror or e})") from None
-    need = (space.trials + space.concurrency) * checkpoint_bytes(space.base)  # a finishing trial holds two
+    need = (space.trials * space.checkpoints_kept + space.concurrency) * checkpoint_bytes(space.base)
     free = shutil.disk_usage(existing).free
     if free < need:
         raise UsageError(
@@ -213,6 +218,8 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
             "trials": str(space.trials),
             "concurrency": str(space.concurrency),
             "metric": space.metric,
+            "objectives": ",".join(space.objectives or [space.metric]),
+            "scheduler": "off" if space.asha is None and not space.population else space.scheduler,
             "seed": str(args.seed),
             "sampler": args.sampler,
             "max_failures": str(args.max_failures),
@@ -242,7 +249,14 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
     print(f"mlflow: search run {parent} in experiment {args.experiment_name!r} at {tracker.uri}")
 
     trainable = tune.with_resources(
-        tune.with_parameters(trial, data=data, rules=space.stop, metric=space.metric, devices=devices),
+        tune.with_parameters(
+            trial,
+            data=data,
+            rules=space.stop,
+            metric=space.metric,
+            devices=devices,
+            checkpoint_every=space.checkpoint_every,
+        ),
         {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
     )
     if args.resume:
@@ -254,27 +268,18 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
             str(folder), trainable, resume_errored=True, param_space=space.param_space()
         )
     else:
-        scheduler = (
-            ASHAScheduler(time_attr="epoch", max_t=space.base.num_epochs, **space.asha)
-            if space.asha
-            else None
-        )
-        asha = ", ".join(f"{k} {v}" for k, v in space.asha.items()) if space.asha else "off"
-        print(f"asha: {asha}")
+        scheduler, searcher = scheduling(space, args)
         tuner = tune.Tuner(
             trainable,
             param_space=space.param_space(),
             tune_config=tune.TuneConfig(
-                metric=SCORE,
-                mode="max",
-                search_alg=BudgetSearch(
-                    args.budget and args.budget.hours,
-                    points_to_evaluate=list(space.start) or None,
-                    sampler=make_sampler(args.sampler, args.seed, space.trials),
-                ),
+                metric=None if space.objectives else SCORE,  # a multi-objective searcher has its own
+                mode=None if space.objectives else "max",
+                search_alg=searcher,
                 scheduler=scheduler,
                 num_samples=space.trials,
-                max_concurrent_trials=space.concurrency,
+                # a population lives together; the scheduler lets space.concurrency of it train at once
+                max_concurrent_trials=None if space.population else space.concurrency,
                 reuse_actors=True,  # a new trial skips the worker start and the torch import
             ),
             run_config=tune.RunConfig(
@@ -284,7 +289,7 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
                 callbacks=[
                     MlflowTrials(tracker.uri, args.experiment_name, tracker.experiment_id, state_file)
                 ],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None if space.population else 1),
                 failure_config=tune.FailureConfig(max_failures=args.max_failures),
                 verbose=1,
             ),
@@ -319,6 +324,28 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
     return code
 
 
+def scheduling(space: Space, args):
+    """Tune's scheduler and searcher for the space: Optuna's proposals with ASHA (or none), one objective
+    or a Pareto front of several; or a PBT/PB2 population drawn at random and perturbed while it trains."""
+    if space.population:
+        random.seed(args.seed)  # PBT's choices of whom to copy and how to perturb
+        np.random.seed(args.seed)  # PB2's
+        settings = ", ".join(f"{k} {v}" for k, v in space.pbt.items())
+        print(f"{space.scheduler}: population {space.trials}, {space.concurrency} at once, {settings}")
+        return population_scheduler(space), population(space, args.seed)
+    searcher = BudgetSearch(
+        args.budget and args.budget.hours,
+        points_to_evaluate=list(space.start) or None,
+        sampler=make_sampler(args.sampler, args.seed, space.trials),
+        **({"metric": [SCORE, BITRATE], "mode": ["max", "min"]} if space.objectives else {}),
+    )
+    asha = ", ".join(f"{k} {v}" for k, v in space.asha.items()) if space.asha else "off"
+    print(f"asha: {asha}" + (f"; objectives: {' and '.join(space.objectives)}" if space.objectives else ""))
+    if not space.asha:
+        return None, searcher
+    return ASHAScheduler(time_attr="epoch", max_t=space.base.num_epochs, **space.asha), searcher
+
+
 def close_search(tracker, state_file: Path, status: str, code: int, summary, folder: Path) -> int:
     """Close the trials' runs the callback did not, log the summary, close the search's run."""
     state = read_state(state_file)  # as the callback left it
@@ -331,6 +358,8 @@ def close_search(tracker, state_file: Path, status: str, code: int, summary, fol
         outbox.send("text", SEARCH, f"{summary.table}\n\n{summary.text}\n", "search.txt")
         if summary.best is not None:
             outbox.send("artifact", SEARCH, str(folder / BEST_FILE))
+        if (folder / SCHEDULE_FILE).exists():
+            outbox.send("artifact", SEARCH, str(folder / SCHEDULE_FILE))
         state["finished"] = True
     outbox.send("finish", SEARCH, status)
     return deliver(outbox, state_file, code, RESEND, PROG)

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import yaml
 
+from tune_codec.checkpoint import load_state
 from tune_codec.config import Config, best_key, make_config, to_flags
 from tune_codec.cost import COST, Budget, describe_budget, describe_cost
-from tune_codec.space import Space
+from tune_codec.schedule import compress, write_schedule
+from tune_codec.space import BITRATE, Space
 from tune_codec.stopping import REASON, why_stopped
 
 BEST_FILE = "best_config.yaml"
+SCHEDULE_FILE = "best_schedule.yaml"  # a PBT search's: the best trial's weights and learning rate by epoch
 
 
 @dataclasses.dataclass
@@ -43,6 +46,7 @@ def summarise(
                 "SNR dB": m.get("val/snr_db", math.nan),
                 "best SNR dB": m.get("val/best_snr_db", math.nan),
                 best_column: m.get(best_key(space.metric), math.nan),
+                **({"kbps": m.get(BITRATE, math.nan)} if space.objectives else {}),
                 "range ratio": m.get("val/range_ratio", math.nan),
                 "train s": m.get("time/train_s", 0.0),
                 "device h": m.get(COST, 0.0),
@@ -50,6 +54,7 @@ def summarise(
                 "_collapsed": bool(m.get(REASON)),
                 "_failed": r.error is not None,
                 "_config": r.config,
+                "_checkpoint": r.checkpoint and Path(r.checkpoint.path),
             }
         )
     rows.sort(key=lambda row: row["trial"])
@@ -84,6 +89,11 @@ def summarise(
             "no trial trained without collapsing: widen the space, lower the learning rate or loosen stop:"
         )
         return Summary(format_table(rows), text, metrics, None)
+    if space.objectives:
+        text += (
+            f"the best trial at each bitrate (front: on the Pareto front of {best_column} against kbps):\n"
+            f"{format_table(front_table(healthy, best_column, searched))}\n"
+        )
     best_row = max(healthy, key=lambda row: row[best_column])
     best = make_config(best_row["_config"])
     folder.joinpath(BEST_FILE).write_text(
@@ -96,11 +106,47 @@ def summarise(
         + (f" (SNR {best_row['best SNR dB']:.2f} dB)" if space.metric != "val/snr_db" else "")
         + f" ({best.describe()})\n"
         f"config: {folder / BEST_FILE}\n"
-        f"train it: python train_codec.py {' '.join(to_flags(best))}"
     )
+    if space.population:  # the weights changed during training: the schedule is the result
+        history, path = load_state(best_row["_checkpoint"])["history"], folder / SCHEDULE_FILE
+        write_schedule(path, best, history)
+        text += (
+            f"schedule: {path} ({len(compress(history))} changes in {len(history)} epochs)\n"
+            f"replay it: python train_codec.py --schedule {path}"
+        )
+    else:
+        text += f"train it: python train_codec.py {' '.join(to_flags(best))}"
     metrics["best_snr_db"] = best_row["best SNR dB"]
     metrics[best_key(space.metric).replace("val/", "", 1)] = best_row[best_column]
     return Summary(format_table(rows), text, metrics, best)
+
+
+def by_bitrate(rows: list[dict], quality: str) -> list[dict]:
+    """The best row at each bitrate, by rising bitrate, each marked as on the Pareto front or not: on it
+    when it beats every cheaper bitrate's best (nothing else is both better and cheaper)."""
+    best: dict[float, dict] = {}
+    for row in rows:
+        if row["kbps"] not in best or row[quality] > best[row["kbps"]][quality]:
+            best[row["kbps"]] = row
+    marked, top = [], -math.inf
+    for kbps in sorted(best):
+        marked.append({**best[kbps], "_front": best[kbps][quality] > top})
+        top = max(top, best[kbps][quality])
+    return marked
+
+
+def front_table(rows: list[dict], quality: str, searched: list[str]) -> list[dict]:
+    """The best config at each bitrate, the Pareto front marked."""
+    return [
+        {
+            "kbps": r["kbps"],
+            quality: r[quality],
+            "front": "yes" if r["_front"] else "",
+            "trial": r["trial"],
+            **{k: r[k] for k in searched},
+        }
+        for r in by_bitrate(rows, quality)
+    ]
 
 
 LABELS = {"val/snr_db": "SNR dB", "val/si_sdr_db": "SI-SDR dB", "val/pesq": "PESQ", "val/stoi": "STOI"}

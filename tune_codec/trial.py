@@ -23,18 +23,27 @@ from tune_codec.train import train
 HELD_FILE = "held.json"  # in a trial's checkpoint: seconds it held its devices, carried over a restore
 
 
-def trial(config: dict, data: CodecData, rules: StopRules, metric: str, devices: float) -> None:
-    """One trial: train() with Tune's report and checkpoints; a non-finite loss is reported as a stop.
-    Each report carries the device-hours held so far (cost.py)."""
+def trial(
+    config: dict, data: CodecData, rules: StopRules, metric: str, devices: float, checkpoint_every: int = 1
+) -> None:
+    """One trial: train() with Tune's report and checkpoints (every checkpoint_every epochs, and the last);
+    a non-finite loss is reported as a stop. Each report carries the device-hours this trial has held so
+    far (cost.py), kept in its trial folder and its checkpoints: Population Based Training restores a trial
+    from another trial's checkpoint."""
     start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="tune-codec-trial-"))
+    context = tune.get_context()
+    me, own = context.get_trial_id(), Path(context.get_trial_dir()) / HELD_FILE
     resume, held_before = None, 0.0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             shutil.copytree(folder, workdir, dirs_exist_ok=True)
         resume = workdir
-        held_before = json.loads((workdir / HELD_FILE).read_text())["held_s"]
+        held = json.loads((workdir / HELD_FILE).read_text())
+        held_before = held["held_s"] if held.get("trial_id") == me else 0.0
+    if own.exists():  # restarted on the node it ran on: its own count, whichever checkpoint it took
+        held_before = json.loads(own.read_text())["held_s"]
 
     reached = {"epoch": 0}
 
@@ -43,11 +52,14 @@ def trial(config: dict, data: CodecData, rules: StopRules, metric: str, devices:
 
     def report(metrics: dict, checkpoint_dir: Path) -> None:
         reached["epoch"] = metrics["epoch"]
-        held = held_s()
-        (checkpoint_dir / HELD_FILE).write_text(json.dumps({"held_s": held}))
+        seconds = held_s()
+        for path in (checkpoint_dir / HELD_FILE, own):
+            path.write_text(json.dumps({"trial_id": me, "held_s": seconds}))
+        epoch = metrics["epoch"]
+        kept = epoch % checkpoint_every == 0 or epoch == config["num_epochs"]
         tune.report(
-            {**judge(metrics, rules, metric), COST: held * devices / 3600},
-            checkpoint=tune.Checkpoint.from_directory(checkpoint_dir),
+            {**judge(metrics, rules, metric), COST: seconds * devices / 3600},
+            checkpoint=tune.Checkpoint.from_directory(checkpoint_dir) if kept else None,
         )
 
     try:
