@@ -17,25 +17,22 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import optuna
+import optuna.visualization.matplotlib as optuna_plots
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-import optuna.visualization.matplotlib as optuna_plots  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
-from mlflow.entities import Run  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from tune_codec.cli import parse  # noqa: E402
-from tune_codec.config import UsageError, coerce  # noqa: E402
-from tune_codec.cost import COST, Budget, check_price, describe_budget, describe_cost, dollars  # noqa: E402
-from tune_codec.evaluate import METRIC_NAMES  # noqa: E402
-from tune_codec.pages import data_uri, write_page  # noqa: E402
-from tune_codec.space import from_params  # noqa: E402
-from tune_codec.stopping import SCORE, is_useful  # noqa: E402
-from tune_codec.summary import best_text, cell, format_table, label  # noqa: E402
-from tune_codec.tracking import (  # noqa: E402
+from tune_codec.cli import parse
+from tune_codec.config import UsageError, best_key
+from tune_codec.cost import COST, Budget, check_price, describe_budget, describe_cost, dollars
+from tune_codec.evaluate import METRIC_NAMES
+from tune_codec.pages import data_uri, write_page
+from tune_codec.plots import plot_best_vs_fields, plot_importances, plot_pareto, plot_schedule, save_axes
+from tune_codec.schedule import load_schedule
+from tune_codec.space import BITRATE, choice, from_params
+from tune_codec.stopping import SCORE, is_useful
+from tune_codec.summary import SCHEDULE_FILE, best_text, cell, format_table, front_table, label
+from tune_codec.tracking import (
     DEFAULT_DB,
     EXPERIMENT_HELP,
     SEARCH,
@@ -49,13 +46,17 @@ from tune_codec.tracking import (  # noqa: E402
 
 # read at each trial's best epoch by the space's metric (the epoch its best.pt holds)
 AT_BEST = ("val/snr_db", "val/si_sdr_db", "val/pesq", "val/stoi", "val/range_ratio", "val/rms_ratio")
+COPIED = "copied"  # the best epoch of a PBT trial whose best came from another trial's checkpoint
 COLUMNS = {"val/range_ratio": "range ratio", "val/rms_ratio": "RMS ratio"}
+PARETO = "The best trial at each bitrate (front: on the Pareto front, no trial both better and cheaper)"
 EVALUATED = "The best trial on held-out audio (python -m tune_codec.evaluate, means over the files)"
 FIGURES = {
     "history.png": "Optimisation history: what Optuna was told (search/score) per trial, and the best so far",
     "parallel.png": "Parallel coordinates of the searched fields, coloured by search/score",
     "best_vs_fields.png": "Each trial's best validation metric against each searched field",
     "importances.png": "Parameter importances (Optuna's PED-ANOVA) for search/score",
+    "pareto.png": "Each trial's best validation metric against its bitrate, and the Pareto front",
+    "schedule.png": "The best trial's loss weights and learning rate by epoch (its PBT schedule)",
 }
 
 
@@ -144,10 +145,13 @@ def load_trials(client: MlflowClient, parent: Run, searched: list[str], metric: 
             key: {h.step: h.value for h in client.get_metric_history(run.info.run_id, key)} for key in AT_BEST
         }
         best_epoch = max(history[metric], key=history[metric].get) if history[metric] else None
+        if best_epoch and m.get(best_key(metric), history[metric][best_epoch]) != history[metric][best_epoch]:
+            best_epoch = COPIED  # PBT: the trial's best.pt (and its best) came with a checkpoint it copied
+            history[metric] = {COPIED: m[best_key(metric)]}
         at_best = {key: values.get(best_epoch, math.nan) for key, values in history.items()}
         reason = run.data.tags.get("stop_reason", run.info.status.lower())
         best = at_best.pop(metric)
-        params = {k: coerce(k, run.data.params[k]) for k in searched}
+        params = {k: choice(k, run.data.params[k]) for k in searched}
         row = {
             "trial": run.data.tags.get("trial_id", run.info.run_name),
             **params,
@@ -157,6 +161,11 @@ def load_trials(client: MlflowClient, parent: Run, searched: list[str], metric: 
             **{COLUMNS.get(key, label(key)): value for key, value in at_best.items()},
             "stop reason": reason,
             "device h": m.get(COST, 0.0),
+            **(
+                {"kbps": m.get(BITRATE, math.nan)}
+                if BITRATE in parent.data.params.get("objectives", "")
+                else {}
+            ),
         }
         useful = run.info.status == "FINISHED" and is_useful(reason) and math.isfinite(best)
         score = m.get(SCORE) if run.info.status == "FINISHED" else None
@@ -193,54 +202,6 @@ def study_of(trials: list[Trial], space: dict) -> optuna.Study:
                 )
             )
     return study
-
-
-def plot_best_vs_fields(path: Path, trials: list[Trial], space: dict, metric: str) -> None:
-    fig, axes = plt.subplots(1, len(space), figsize=(4 * len(space), 3.4), squeeze=False, sharey=True)
-    for ax, (name, dist) in zip(axes[0], space.items(), strict=True):
-        categorical = isinstance(dist, optuna.distributions.CategoricalDistribution)
-        choices = sorted(dist.choices, key=str) if categorical else []
-        if categorical and all(isinstance(c, int | float) for c in choices):
-            choices = sorted(choices)
-        for useful, style in (
-            (True, dict(c="tab:blue", label="useful")),
-            (False, dict(c="tab:red", marker="x", label="collapsed or failed")),
-        ):
-            shown = [t for t in trials if t.useful == useful and math.isfinite(t.best)]
-            xs = [choices.index(t.params[name]) if categorical else t.params[name] for t in shown]
-            ax.scatter(xs, [t.best for t in shown], **style)
-        if categorical:  # in the choices' order, not the order the trials came in
-            ax.set_xticks(range(len(choices)), [str(c) for c in choices])
-        elif getattr(dist, "log", False):
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^0, 3x10^0 ... overlap
-        ax.set_xlabel(name)
-        ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel(f"best validation {label(metric)}")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def plot_importances(path: Path, importances: dict[str, float]) -> None:
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(importances)))
-    names = list(importances)[::-1]
-    ax.barh(names, [importances[n] for n in names], color="tab:blue")
-    ax.set_xlabel("importance for search/score")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def save_axes(path: Path, ax) -> None:
-    """Save the figure of an Optuna plot."""
-    fig = ax.figure
-    fig.set_size_inches(9, 4.5)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def html_table(rows: list[dict]) -> str:
@@ -294,9 +255,11 @@ def write_report(
         also = ", ".join(
             f"{k.removesuffix(' dB')} {best.row[k]:.2f} dB" for k in ("SNR dB", "SI-SDR dB") if k in best.row
         )
+        epoch = best.row["best epoch"]
         lines += [
-            f"best: trial {best.row['trial']}, {best_text(metric, best.best)} at epoch "
-            f"{best.row['best epoch']} ({also}); checkpoint {checkpoint}",
+            f"best: trial {best.row['trial']}, {best_text(metric, best.best)} "
+            + (f"at epoch {epoch}" if epoch != COPIED else "in the checkpoint it copied")
+            + f" ({also}); checkpoint {checkpoint}",
             f"use it: python -m tune_codec.codec encode {checkpoint} IN.wav OUT.codes "
             f"--tracking-uri {client.tracking_uri}",
         ]
@@ -331,12 +294,20 @@ def write_report(
     if importances:
         shares = ", ".join(f"{k} {v:.3f}" for k, v in importances.items())
         lines.append(f"importances for {SCORE} (PED-ANOVA, from {len(study.trials)} trials): {shares}")
-    judged = ["", EVALUATED, format_table(held_out)] if held_out else []
+    tables = {EVALUATED: held_out} if held_out else {}
+    if BITRATE in params.get("objectives", "") and useful:
+        quality = f"best {label(metric)}"
+        tables[PARETO] = front_table([t.row for t in useful], quality, list(space))
+        front = [(r["kbps"], r[quality]) for r in tables[PARETO] if r["front"]]
+        plot_pareto(out / "pareto.png", [(t.row["kbps"], t.best, t.useful) for t in trials], front, metric)
+    if params.get("scheduler") in ("pbt", "pb2") and useful:
+        lines.append(schedule_line(client, parent, out))
+    judged = [part for title, table in tables.items() for part in ("", title, format_table(table))]
     text = "\n".join([format_table(rows), "", *lines, *judged])
     (out / "report.txt").write_text(text + "\n")
     body = [f"<p>{html.escape(line)}</p>" for line in lines]
-    if held_out:
-        body += [f"<h3>{EVALUATED}</h3>", html_table(held_out)]
+    for title, table in tables.items():
+        body += [f"<h3>{html.escape(title)}</h3>", html_table(table)]
     body += [
         "<h3>Trials</h3>",
         f"<p>Each trial at its best epoch by {html.escape(metric)} (the epoch best.pt holds); device-hours "
@@ -348,6 +319,17 @@ def write_report(
             body += [f"<h3>{html.escape(caption)}</h3>", f'<img alt="{name}" src="{data_uri(out / name)}">']
     write_page(out / "report.html", f"Search {parent.info.run_name}", "\n".join(body))
     return text
+
+
+def schedule_line(client: MlflowClient, parent: Run, out: Path) -> str:
+    """The PBT search's exported schedule (the best trial's weights by epoch), drawn; a line on it."""
+    path = Path(client.download_artifacts(parent.info.run_id, SCHEDULE_FILE, str(out)))
+    config, schedule = load_schedule(path)
+    plot_schedule(out / "schedule.png", schedule, config.num_epochs)
+    return (
+        f"schedule of the best trial: {len(schedule)} changes in {config.num_epochs} epochs ({path}); "
+        f"replay it: python train_codec.py --schedule {path}"
+    )
 
 
 def main(argv=None) -> int:
