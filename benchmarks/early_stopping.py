@@ -1,6 +1,7 @@
 """Early stopping: the amplitude search with and without its stoppers and ASHA, same seed and trials.
 
     python benchmarks/early_stopping.py [--trials 8] [--seed 0]
+        [--data-dir speech/train --set max_steps_per_epoch=12 valid_max_seconds=45]
 
 Runs `python -m tune_codec.run --space search_spaces/amplitude.yaml --sampler random` twice: as shipped
 (collapse stopper after 3 epochs, ASHA from epoch 4 halving at each rung), and with both off (every
@@ -96,9 +97,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=8, help="trials per search (default: the space's 8)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed for both searches (default: 0)")
+    p.add_argument("--data-dir", help="audio to search on (default: the bundled demo corpus)")
+    p.add_argument(
+        "--set", nargs="*", default=[], metavar="FIELD=VALUE", help="config values for both searches"
+    )
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="tune-codec-stopping-"))
     shipped = base_space("amplitude")
+    shipped["config"].update(dict(item.split("=", 1) for item in args.set))
     epochs = shipped["config"]["num_epochs"]
     band = tuple(shipped["stop"]["range_ratio"])
     arms = {
@@ -118,6 +124,7 @@ def main(argv=None) -> int:
             str(args.seed),
             "--sampler",
             "random",
+            *(("--data-dir", args.data_dir) if args.data_dir else ()),
         )
         wall, _ = run(search_cmd(space_file, work, *flags), work / f"{name}.log", ok=SEARCH_OK)
         results[arm] = (wall, *spent_and_best(work / "ray" / name, band))

@@ -21,9 +21,10 @@ from pathlib import Path
 import yaml
 from common import run, table, train_cmd
 
-from tune_codec.config import DEFAULTS, LOSS_WEIGHTS, make_config, to_flags
+from tune_codec.config import DEFAULTS, make_config, to_flags
+from tune_codec.schedule import MUTABLE
 
-SEARCHED = (*LOSS_WEIGHTS.values(), "learning_rate")  # what the search chose; the rest is the default codec
+SEARCHED = MUTABLE  # what the search chose (loss weights, learning rate); the rest is the default codec
 SCORES = ("kbps", "SNR dB", "SI-SDR dB", "PESQ", "STOI", "mel distance")
 
 

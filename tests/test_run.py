@@ -101,6 +101,10 @@ def test_a_collapsing_space_is_stopped_and_recorded_as_collapsed(ray_local, sear
         (["--max-failures", "-1"], "--max-failures -1 must be >= 0"),
         (["--resume"], "--resume: no search to continue"),
         (["--data-dir", "/nonexistent/audio"], "'/nonexistent/audio' does not exist"),
+        (
+            ["--space", str(SMOKE.parent / "pbt.yaml"), "--budget", "1h"],
+            "--budget: a pbt population trains together; size it with --trials",
+        ),
     ],
 )
 def test_bad_runs_are_refused_before_any_trial(extra, message, ray_local, search_env, tmp_path, capsys):

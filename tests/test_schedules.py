@@ -2,15 +2,18 @@
 searches of quality against bitrate: real Ray, MLflow and Optuna, on real audio files."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from ray.tune.schedulers.pb2 import PB2
 
 import train_codec
 from tune_codec import report, run, search, summary
 from tune_codec.config import FIELDS, make_config
-from tune_codec.schedule import compress, load_schedule, write_schedule
-from tune_codec.space import load_space
+from tune_codec.population import population_scheduler
+from tune_codec.schedule import compress, describe, load_schedule, write_schedule
+from tune_codec.space import load_space, parse_space
 
 from .conftest import TINY, runs_of, space_file
 
@@ -22,6 +25,41 @@ def test_a_schedule_file_holds_the_changes_and_reads_back(tmp_path):
     config, schedule = load_schedule(tmp_path / "s.yaml")
     assert config.num_epochs == 3 and config.rms_weight == 10.0 and config.channels == TINY["channels"]
     assert schedule == compress(history)
+    assert (
+        describe(schedule, 3) == "changed at epochs 3 of 3"
+        and describe(schedule[:1], 3) == "unchanged in 3 epochs"
+    )
+
+
+def test_pbt_moves_a_categorical_to_a_neighbouring_choice_and_keeps_a_range_inside_it():
+    space = parse_space(
+        {
+            "scheduler": "pbt",
+            "config": {"num_epochs": 6},
+            "search": {"mel_weight": {"categorical": [0, 0.1, 1]}, "rms_weight": {"loguniform": [1, 30]}},
+        }
+    )
+    scheduler = population_scheduler(space)
+    scheduler._resample_probability = 0.0  # perturb, never draw afresh
+    for _ in range(20):
+        new, _ = scheduler._get_new_config(
+            None, SimpleNamespace(config={"mel_weight": 0.1, "rms_weight": 29.0})
+        )
+        assert new["mel_weight"] in (0.0, 1.0) and 1 <= new["rms_weight"] <= 30
+
+
+def test_pb2_explores_the_continuous_ranges_of_the_space():
+    space = parse_space(
+        {
+            "scheduler": "pb2",
+            "trials": 4,
+            "config": {"num_epochs": 6},
+            "search": {"rms_weight": {"loguniform": [1, 30]}, "peak_weight": {"fixed": 2.0}},
+        }
+    )
+    scheduler = population_scheduler(space)
+    assert isinstance(scheduler, PB2) and scheduler._hyperparam_bounds == {"rms_weight": [1.0, 30.0]}
+    assert scheduler._perturbation_interval == 3 and scheduler.num_epochs == 6
 
 
 @pytest.mark.parametrize(

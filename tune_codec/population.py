@@ -59,7 +59,12 @@ def population_scheduler(space: Space) -> PopulationBasedTraining:
             time_attr="epoch", hyperparam_bounds={n: list(a) for n, a in ranges.items()}, **settings
         )
     else:
-        mutations = {n: to_tune(kind, a) for n, (kind, a) in space.search.items() if kind != "fixed"}
+        # a list is perturbed to a neighbouring choice; a distribution is scaled, or drawn again
+        mutations = {
+            n: list(a) if kind == "categorical" else to_tune(kind, a)
+            for n, (kind, a) in space.search.items()
+            if kind != "fixed"
+        }
         scheduler = PopulationPBT(
             time_attr="epoch", hyperparam_mutations=mutations, custom_explore_fn=Clamp(ranges), **settings
         )
