@@ -28,7 +28,7 @@ from tune_codec.cost import COST, Budget, check_price, describe_budget, describe
 from tune_codec.evaluate import METRIC_NAMES
 from tune_codec.pages import data_uri, write_page
 from tune_codec.plots import plot_best_vs_fields, plot_importances, plot_pareto, plot_schedule, save_axes
-from tune_codec.schedule import load_schedule
+from tune_codec.schedule import describe, load_schedule
 from tune_codec.space import BITRATE, choice, from_params
 from tune_codec.stopping import SCORE, is_useful
 from tune_codec.summary import SCHEDULE_FILE, best_text, cell, format_table, front_table, label
@@ -327,7 +327,7 @@ def schedule_line(client: MlflowClient, parent: Run, out: Path) -> str:
     config, schedule = load_schedule(path)
     plot_schedule(out / "schedule.png", schedule, config.num_epochs)
     return (
-        f"schedule of the best trial: {len(schedule)} changes in {config.num_epochs} epochs ({path}); "
+        f"schedule of the best trial: weights {describe(schedule, config.num_epochs)} ({path}); "
         f"replay it: python train_codec.py --schedule {path}"
     )
 

@@ -64,6 +64,16 @@ def compress(history: list[dict]) -> Schedule:
     return schedule
 
 
+def describe(schedule: Schedule, num_epochs: int) -> str:
+    """'changed at epochs 4, 7 of 9', or 'unchanged in 9 epochs'."""
+    later = [str(epoch) for epoch, _ in schedule if epoch > 1]
+    return (
+        f"changed at epochs {', '.join(later)} of {num_epochs}"
+        if later
+        else f"unchanged in {num_epochs} epochs"
+    )
+
+
 def write_schedule(path: Path, config: Config, history: list[dict]) -> None:
     """The schedule file of a run that trained len(history) epochs with these per-epoch values."""
     base = dataclasses.replace(config, num_epochs=len(history), **history[0])

@@ -11,7 +11,7 @@ import yaml
 from tune_codec.checkpoint import load_state
 from tune_codec.config import Config, best_key, make_config, to_flags
 from tune_codec.cost import COST, Budget, describe_budget, describe_cost
-from tune_codec.schedule import compress, write_schedule
+from tune_codec.schedule import compress, describe, write_schedule
 from tune_codec.space import BITRATE, Space
 from tune_codec.stopping import REASON, why_stopped
 
@@ -111,7 +111,7 @@ def summarise(
         history, path = load_state(best_row["_checkpoint"])["history"], folder / SCHEDULE_FILE
         write_schedule(path, best, history)
         text += (
-            f"schedule: {path} ({len(compress(history))} changes in {len(history)} epochs)\n"
+            f"schedule: {path} (weights {describe(compress(history), len(history))})\n"
             f"replay it: python train_codec.py --schedule {path}"
         )
     else:
