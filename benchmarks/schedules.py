@@ -10,12 +10,14 @@ with pbt.yaml's trials, epochs and config, so that both may spend the same trial
 fewer). Each winner's best.pt is then judged on the first --heldout-files files of heldout/ by the
 evaluate command, with Opus 8 kbps scored once on the same files. Last, the schedule that the first
 seed's PBT search exported is trained from scratch with `train_codec.py --schedule` (one thread, as a
-trial trains), and its best validation SNR set beside the PBT trial's.
+trial trains), and its best validation SNR set beside the PBT trial's. A search that finished in an
+earlier run with the same --work is kept, not run again.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import re
 import statistics
@@ -49,7 +51,8 @@ def subset(heldout: Path, n: int, folder: Path) -> Path:
     for path in files:
         link = folder / path.relative_to(heldout)
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(path.resolve())
+        if not link.is_symlink():  # made by an earlier run in the same --work
+            link.symlink_to(path.resolve())
     return folder
 
 
@@ -69,11 +72,17 @@ def main(argv=None) -> int:
         for arm, space in spaces().items():
             name = f"{arm}-{seed}"
             flags = ("--name", name, "--seed", str(seed), "--data-dir", str(args.corpus / "train"))
-            log = work / f"{name}.log"
-            wall, _ = run(search_cmd(write_space(work, name, space), work, *flags), log, ok=SEARCH_OK)
-            trial_id, snr, checkpoint = winner(log, work / "ray" / name)
+            log, evaluated, timed = work / f"{name}.log", work / f"eval-{name}", work / f"{name}.wall"
+            if not (evaluated / "means.csv").exists():  # else finished by an earlier run in this --work
+                space_file = write_space(work, name, space)
+                wall, _ = run(search_cmd(space_file, work, *flags), log, ok=SEARCH_OK)
+                timed.write_text(f"{wall}\n")
+                evaluate(
+                    winner(log, work / "ray" / name)[2], heldout, evaluated, opus, work / f"eval-{name}.log"
+                )
+            wall, (trial_id, snr, _) = float(timed.read_text()), winner(log, work / "ray" / name)
             spent = sum(len(results) for results in trial_results(work / "ray" / name))
-            means = evaluate(checkpoint, heldout, work / f"eval-{name}", opus, work / f"eval-{name}.log")
+            means = list(csv.DictReader(open(evaluated / "means.csv")))
             for row in means:
                 scores = [f"{float(row[k]):.3g}" for k in SCORES]
                 if row["codec"] == "checkpoint":

@@ -169,7 +169,7 @@ def ray_cluster():
             "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
             "--dashboard-port", str(dashboard), *node_ports(),
         ],
-        env=env, check=True, capture_output=True, timeout=120,
+        env=env, check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     worker = subprocess.Popen(
         [
@@ -179,7 +179,8 @@ def ray_cluster():
     )  # fmt: skip
     both = f"import ray, time; ray.init(address='127.0.0.1:{gcs}')\n"
     both += "while sum(n['Alive'] for n in ray.nodes()) < 2: time.sleep(0.5)"
-    subprocess.run([sys.executable, "-c", both], env=env, check=True, capture_output=True, timeout=120)
+    # on a loaded machine a node takes minutes to register (seen with two searches beside the tests)
+    subprocess.run([sys.executable, "-c", both], env=env, check=True, capture_output=True, timeout=300)
 
     def kill_worker():
         os.killpg(worker.pid, signal.SIGKILL)
