@@ -1,11 +1,15 @@
 """Files written so that a kill never leaves half of one (checkpoints, a search's state, the data cache),
-and the folder to check a path's disk at before it exists."""
+the folder to check a path's disk at before it exists, and a YAML file read into what it holds."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+import yaml
+
+from tune_codec.config import UsageError
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -19,3 +23,18 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
 def nearest_existing(path: Path) -> Path:
     """path, or its closest ancestor that exists: where to look at a disk without creating anything."""
     return next(p for p in (path, *path.parents) if p.exists())
+
+
+def read_yaml(path: Path, parse, error: type[UsageError], prefix: str):
+    """parse(the YAML in path); a file that cannot be read, is not YAML or does not parse is an `error`
+    whose message starts with prefix."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise error(f"{prefix}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise error(f"{prefix}: not valid YAML ({str(e).splitlines()[0]})") from None
+    try:
+        return parse(raw)
+    except UsageError as e:
+        raise error(f"{prefix}: {e}") from None

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from tune_codec.config import LOSS_WEIGHTS, Config, UsageError, make_config
+from tune_codec.files import read_yaml
 
 # what a run may change between epochs: the loss weights and the learning rate (the model, the quantizer
 # and the data stay as they were built)
@@ -84,17 +85,7 @@ def write_schedule(path: Path, config: Config, history: list[dict]) -> None:
 
 def load_schedule(path: Path) -> tuple[Config, Schedule]:
     """A schedule file's config (at epoch 1) and its changes; ScheduleError naming what is wrong."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ScheduleError(f"--schedule {str(path)!r}: cannot read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise ScheduleError(f"--schedule {str(path)!r}: not valid YAML ({str(e).splitlines()[0]})") from None
-    try:
-        return parse_schedule(raw)
-    except UsageError as e:
-        raise ScheduleError(f"--schedule {str(path)!r}: {e}") from None
+    return read_yaml(path, parse_schedule, ScheduleError, f"--schedule {str(path)!r}")
 
 
 def parse_schedule(raw) -> tuple[Config, Schedule]:

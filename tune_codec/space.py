@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-import yaml
 from optuna.distributions import distribution_to_json, json_to_distribution
 from ray import tune
 
@@ -38,6 +37,7 @@ from tune_codec.config import (
     flag_text,
     make_config,
 )
+from tune_codec.files import read_yaml
 from tune_codec.schedule import MUTABLE
 from tune_codec.stopping import StopRules
 
@@ -169,17 +169,7 @@ def from_params(params: dict[str, str]) -> dict[str, optuna.distributions.BaseDi
 
 
 def load_space(path: Path) -> Space:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise SpaceError(f"{path}: cannot read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise SpaceError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    try:
-        return parse_space(raw)
-    except SpaceError as e:
-        raise SpaceError(f"{path}: {e}") from None
+    return read_yaml(path, parse_space, SpaceError, str(path))
 
 
 def parse_space(raw) -> Space:
