@@ -325,3 +325,16 @@ def test_a_cache_disk_too_small_for_the_decoded_corpus_is_refused_before_decodin
     assert "the decoded corpus needs 4.6 MiB in the cache" in err and "MiB free; pass --cache-dir" in err
     assert err.count("\n") == 1 and not (tmpfs / "cache").exists()
     assert client.get_experiment_by_name("tune-codec") is None
+
+
+def test_runs_that_start_at_once_on_a_new_sqlite_store_all_open_it(tmp_path):
+    # MLflow creates a new store's tables on first use; without the lock, 4 processes starting together
+    # on a new file fail with "duplicate column name" (11 of 12 failed in 3 tries)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = f"from tune_codec.tracking import check_reachable; check_reachable({uri!r})"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=ENV, stderr=subprocess.PIPE) for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=300)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert MlflowClient(uri).get_experiment_by_name("Default") is not None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -231,11 +233,17 @@ def quick_http() -> None:
 
 
 def check_reachable(uri: str) -> None:
-    """One cheap round trip; a UsageError naming the URI when MLflow cannot be reached."""
-    try:
-        MlflowClient(uri).search_experiments(max_results=1)
-    except UNREACHABLE as e:
-        raise UsageError(f"cannot reach MLflow at {uri}: {one_line(e)}") from None
+    """One cheap round trip; a UsageError naming the URI when MLflow cannot be reached. MLflow creates
+    a SQLite store's tables on first use, and runs started at once on a new file race to create them
+    (sqlite3.OperationalError: duplicate column name): the first round trip holds a lock on the file."""
+    db = sqlite_file(uri)
+    with open(db, "ab") if db and db.parent.is_dir() else contextlib.nullcontext() as held:
+        if held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file is closed
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)
+        except UNREACHABLE as e:
+            raise UsageError(f"cannot reach MLflow at {uri}: {one_line(e)}") from None
 
 
 SEARCH = "search"  # the parent run's key in a search's state
