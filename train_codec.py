@@ -1,4 +1,5 @@
-"""Train one codec: python train_codec.py [--data_dir D] [--checkpoint_dir C] [--<config field> V ...]"""
+"""Train one codec: python train_codec.py [--config NAME|FILE] [--data_dir D] [--checkpoint_dir C]
+[--<config field> V ...]"""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ from pathlib import Path
 
 from tune_codec.checkpoint import LAST, load_state
 from tune_codec.cli import parse
-from tune_codec.config import DEFAULTS, Config, UsageError, add_config_flags, config_from_args, make_config
+from tune_codec.config import (
+    DEFAULTS,
+    Config,
+    UsageError,
+    add_config_flags,
+    config_from_args,
+    load_config,
+    make_config,
+    named_configs,
+)
 from tune_codec.data import load_data
 from tune_codec.schedule import MUTABLE, at_epoch, load_schedule
 from tune_codec.tracking import (
@@ -62,6 +72,11 @@ def parse_args(argv):
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     p.add_argument("--cache_dir", type=Path, help="decoded-audio cache (default: ~/.cache/tune-codec)")
     p.add_argument(
+        "--config",
+        help=f"a named config ({', '.join(named_configs())}) or a YAML file of config fields; the flags "
+        "given change it (default: the defaults below, which are cpu-demo)",
+    )
+    p.add_argument(
         "--schedule",
         type=Path,
         help="train a schedule of loss weights and learning rate by epoch (a PBT search's "
@@ -104,7 +119,11 @@ def main(argv=None) -> int:
     run_file = args.checkpoint_dir / RUN_FILE
     try:
         base, schedule = DEFAULTS, ()
-        if args.schedule:
+        if args.schedule and args.config:
+            raise UsageError(f"--config {args.config!r}: --schedule {str(args.schedule)!r} holds the config")
+        if args.config:
+            base = load_config(args.config)
+        elif args.schedule:
             base, schedule = load_schedule(args.schedule)
             given = [f"--{k}" for k in MUTABLE if getattr(args, k) is not None]
             if given:
@@ -143,8 +162,9 @@ def run(config: Config, data, args, outbox: Outbox, schedule=()) -> int:
             "train_files": str(len(data.train_files)),
             "valid_files": str(len(data.valid_files)),
         }
-        if args.schedule:
-            params["schedule"] = str(args.schedule)
+        for flag in ("config", "schedule"):
+            if getattr(args, flag):
+                params[flag] = str(getattr(args, flag))
         send("start", args.run_name or args.checkpoint_dir.resolve().name, params, None, None)
         if args.schedule:
             send("artifact", str(args.schedule))

@@ -84,6 +84,9 @@ def test_an_existing_run_is_not_overwritten(cli_env, tmp_path, capsys):
         (["--learning_rate", "fast"], "learning_rate='fast' is not a valid float"),
         (["--data_dir", "/nonexistent/audio"], "'/nonexistent/audio' does not exist"),
         (["--resume"], "--resume: no last.pt"),
+        (["--config", "nope"], "config 'nope' is neither a named config (cpu-demo, speech16k-8kbps"),
+        (["--config", "cpu-demo", "--schedule", "s.yaml"], "--config 'cpu-demo': --schedule 's.yaml' holds"),
+        (["--config", "cpu-demo", "--adv_loss", "gan"], "adv_loss='gan' must be one of hinge, lsq"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(flags, message, cli_env, tmp_path, capsys):
@@ -164,3 +167,17 @@ def test_a_corpus_with_nothing_usable_is_one_line_exit_2(files, message, cli_env
     err = capsys.readouterr().err.splitlines()
     assert message in err[-1] and err[-1].startswith("train_codec.py: error: ")
     assert not ckpt.exists() and runs(client) == []
+
+
+def test_a_named_config_is_the_base_that_flags_change(cli_env, tmp_path, capsys):
+    base, client = cli_env
+    ckpt = tmp_path / "ckpt"
+    flags = [*base, "--checkpoint_dir", str(ckpt), "--config", "speech16k-8kbps", *tiny_flags(num_epochs=1)]
+    # the tiny codec's fields given as flags, the rest of the named config kept: its losses and dropout
+    assert train_codec.main([*flags, "--segment_seconds", "0.032", "--disc_channels", "2"]) == 0
+    (run,) = runs(client)
+    params = run.data.params
+    assert (
+        params["config"] == "speech16k-8kbps" and params["channels"] == "4" and params["balancer"] == "True"
+    )
+    assert params["adam_beta1"] == "0.5" and {"disc/mpd", "loss/adv/gen"} <= set(run.data.metrics)

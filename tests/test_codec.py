@@ -78,3 +78,28 @@ def test_codes_are_packed_at_log2_of_the_codebook_size_bits_and_unpacked_exactly
     packed = codec.pack(codes, bits)
     assert packed.dtype == np.uint8 and len(packed) == -(-3 * 101 * bits // 8)
     assert np.array_equal(codec.unpack(packed, bits, (3, 101)), codes)
+
+
+def test_encoding_fewer_codebooks_halves_the_bitrate_and_decodes_from_them(
+    best, smoke_search, tmp_path, capsys
+):
+    checkpoint, store = best
+    source = write_speechlike(tmp_path / "in.wav", 1.3, 8000, seed=7)
+    assert (
+        codec.main(
+            ["encode", checkpoint, str(source), str(tmp_path / "in.codes"), "--codebooks", "1", *store]
+        )
+        == 0
+    )
+    assert "1 x 2600 codes; bitrate 8 kbps (16x compression" in capsys.readouterr().out
+    assert cli("decode", checkpoint, tmp_path / "in.codes", tmp_path / "out.wav", store) == 0
+    out, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+    model, _ = codec.open_checkpoint(checkpoint, str(smoke_search.db))
+    with torch.no_grad():
+        expected = model(torch.from_numpy(read_audio(source, 8000))[None, None], 1).audio[0, 0].numpy()
+    assert np.abs(out - np.clip(expected, -1, 1)).max() <= 1 / 2**15
+    assert (
+        codec.main(["encode", checkpoint, str(source), str(tmp_path / "x.codes"), "--codebooks", "3", *store])
+        == 2
+    )
+    assert "--codebooks 3: this codec has 1 to 2 codebooks" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 import argparse
+import re
 
 import pytest
 
@@ -30,10 +31,16 @@ def test_unknown_field_is_an_error_naming_it_and_the_allowed_ones():
         ({"bf16": "maybe"}, "bf16='maybe'"),
         ({"best_metric": "loss"}, "best_metric='loss' must be one of val/snr_db"),
         ({"best_metric": "val/pesq", "perceptual_segments": 0}, "best_metric=val/pesq is scored on"),
+        ({"adv_loss": "wasserstein"}, "adv_loss='wasserstein' must be one of hinge, lsq"),
+        ({"lr_decay": "step"}, "lr_decay='step' must be one of none, exponential, cosine"),
+        ({"quantizer_dropout": 1.5}, "quantizer_dropout=1.5 must be in [0, 1]"),
+        ({"adam_beta2": 1.0}, "adam_beta2=1.0 must be in [0, 1)"),
+        ({"adv_start_epoch": 0}, "adv_start_epoch=0 must be >= 1"),
+        ({"feat_weight": -1}, "feat_weight=-1.0 must be >= 0"),
     ],
 )
 def test_bad_values_are_errors_naming_the_value(params, bad):
-    with pytest.raises(ValueError, match=bad.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(bad)):
         make_config(params)
 
 
@@ -50,3 +57,24 @@ def test_flags_round_trip_through_the_parser():
     assert config_from_args(args) == config
     assert to_flags(DEFAULTS) == []
     assert len(FIELDS) == len([a for a in parser._actions if a.dest in FIELDS])
+
+
+def test_named_configs_ship_the_cpu_demo_and_an_8_kbps_gpu_codec(tmp_path):
+    from tune_codec.config import DEFAULTS, load_config, named_configs
+
+    assert {"cpu-demo", "speech16k-8kbps"} <= set(named_configs())
+    assert load_config("cpu-demo") == DEFAULTS
+    gpu = load_config("speech16k-8kbps")
+    assert gpu.bitrate == 8000 and gpu.adversarial and gpu.balancer and gpu.quantizer_dropout > 0
+    assert gpu.kbps_at(1) == 0.5
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("channels: 8\nstrides: [2, 4, 8]\n")
+    assert load_config(mine) == make_config({"channels": 8})
+    assert load_config("mine.yaml", relative_to=tmp_path / "space.yaml").channels == 8
+    with pytest.raises(
+        ValueError, match="config 'nope' is neither a named config .*cpu-demo.* nor a YAML file"
+    ):
+        load_config("nope")
+    mine.write_text("chanels: 8\n")
+    with pytest.raises(ValueError, match="config .*mine.yaml.*: unknown config field chanels"):
+        load_config(mine)

@@ -153,3 +153,30 @@ def test_a_train_codec_checkpoint_logs_its_evaluation_to_its_own_run(audio_dir, 
     assert f"eval/ metrics logged to run {run_id}" in capsys.readouterr().out  # the store it was trained in
     metrics = MlflowClient(f"sqlite:///{db}").get_run(run_id).data.metrics
     assert {"eval/stoi", "eval/snr_db", "eval/kbps"} <= set(metrics) and not any("opus" in k for k in metrics)
+
+
+@needs_opus
+def test_a_codec_trained_with_quantizer_dropout_is_judged_at_every_bitrate_it_serves(audio_dir, tmp_path):
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    import train_codec
+
+    from .conftest import TINY
+
+    config = tmp_path / "dropout.yaml"  # a config file: TINY (2 codebooks, 8 kbps each) with dropout
+    config.write_text(yaml.safe_dump({**TINY, "strides": [2, 2], "num_epochs": 2, "quantizer_dropout": 0.5}))
+    ckpt, db = tmp_path / "ckpt", tmp_path / "mlflow.db"
+    flags = ["--data_dir", str(audio_dir), "--cache_dir", str(tmp_path / "cache"), "--tracking_uri", str(db)]
+    assert train_codec.main([*flags, "--checkpoint_dir", str(ckpt), "--config", str(config)]) == 0
+    assert evaluate.main([str(ckpt / "best.pt"), str(audio_dir), "--out", str(tmp_path / "out")]) == 0
+    table = {row["codec"]: row for row in csv.DictReader(open(tmp_path / "out" / "means.csv"))}
+    assert list(table) == ["checkpoint, 1 of 2 codebooks", "checkpoint", "opus 8 kbps", "opus 16 kbps"]
+    assert 8 <= float(table["checkpoint, 1 of 2 codebooks"]["kbps"]) < 8.1
+    run_id = json.loads((ckpt / train_codec.RUN_FILE).read_text())["runs"][train_codec.RUN]
+    run = MlflowClient(f"sqlite:///{db}").get_run(run_id)
+    assert run.data.params["quantizer_dropout"] == "0.5" and run.data.params["config"] == str(config)
+    assert {"eval/codebooks_1/pesq", "eval/pesq", "eval/opus_8kbps/pesq", "val/codebooks_1/snr_db"} <= set(
+        run.data.metrics
+    )
+    assert evaluate.main([str(ckpt / "best.pt"), str(audio_dir), "--codebooks", "3"]) == 2

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tune_codec.config import FIELDS, make_config
 from tune_codec.space import SpaceError, load_space, parse_space, to_optuna
@@ -120,6 +121,11 @@ def test_settings_and_fixed_values_are_applied():
             "start[0]: must give exactly the searched fields rms_weight",
         ),
         ({**GOOD, "start": [{"rms_weight": -1}]}, "start[0]: rms_weight=-1.0 must be >= 0"),
+        ({**GOOD, "base": "gpu"}, "base: config 'gpu' is neither a named config (cpu-demo, speech16k-8kbps"),
+        (
+            {**GOOD, "scheduler": "pbt", "search": {"adv_weight": {"uniform": [0, 1]}}},
+            "search.adv_weight: pbt changes the searched fields during training, and adv_weight is built",
+        ),
     ],
 )
 def test_a_bad_space_is_one_line_naming_the_value(raw, message):
@@ -163,3 +169,11 @@ def test_a_multi_objective_space_searches_strides_whose_hop_divides_the_segment(
     # Optuna holds the strides as text; a trial's config turns it back into the tuple
     assert to_optuna("strides", *space.search["strides"]).choices == ("2,4,5", "4,5,8")
     assert make_config({"strides": "4,5,8"}).hop == 160
+
+
+def test_a_space_starts_from_a_named_config_or_a_config_file_beside_it(tmp_path):
+    space = parse_space({**GOOD, "base": "speech16k-8kbps", "config": {"num_epochs": 2}})
+    assert space.base.n_codebooks == 16 and space.base.balancer and space.base.num_epochs == 2
+    (tmp_path / "mine.yaml").write_text("channels: 8\n")
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({**GOOD, "base": "mine.yaml"}))
+    assert load_space(tmp_path / "space.yaml").base.channels == 8

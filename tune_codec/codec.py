@@ -56,6 +56,14 @@ def parse_args(argv):
         c.add_argument("input", type=Path, help=src)
         c.add_argument("output", type=Path, help=dst)
         c.add_argument("--tracking-uri", help=f"for a runs:/ checkpoint: {URI_HELP}")
+        if name == "encode":
+            c.add_argument(
+                "--codebooks",
+                type=int,
+                metavar="K",
+                help="keep the first K codebooks: a lower bitrate, for a codec trained with quantizer "
+                "dropout (default: all)",
+            )
     return parse(p, argv)
 
 
@@ -99,10 +107,11 @@ def unpack(packed: np.ndarray, bits: int, shape: tuple[int, int]) -> np.ndarray:
     return (flat << np.arange(bits)).sum(-1)
 
 
-def describe(config: Config, frames: int, samples: int) -> str:
+def describe(config: Config, codes: int, frames: int, samples: int) -> str:
+    kbps = config.kbps_at(codes)
     return (
-        f"{samples / config.sample_rate:.2f} s at {config.sample_rate} Hz, {config.n_codebooks} x {frames} "
-        f"codes; bitrate {config.bitrate / 1000:g} kbps ({config.compression:g}x compression of 16-bit PCM)"
+        f"{samples / config.sample_rate:.2f} s at {config.sample_rate} Hz, {codes} x {frames} codes; bitrate "
+        f"{kbps:g} kbps ({16 * config.sample_rate / 1000 / kbps:g}x compression of 16-bit PCM)"
     )
 
 
@@ -118,7 +127,7 @@ def codes_of(model: Codec, config: Config, audio: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def audio_of(model: Codec, config: Config, codes: torch.Tensor, samples: int) -> np.ndarray:
-    """(n_codebooks, frames) codes -> the first `samples` samples of the decoded audio, (T,)."""
+    """(K, frames) codes of the first K codebooks -> the first `samples` samples decoded, (T,)."""
     chunk = CHUNK_SECONDS * config.sample_rate // config.hop
     frames = codes.shape[-1]
     y = torch.cat([model.decode(codes[None, :, i : i + chunk]) for i in range(0, frames, chunk)], -1)
@@ -126,22 +135,26 @@ def audio_of(model: Codec, config: Config, codes: torch.Tensor, samples: int) ->
 
 
 @torch.no_grad()
-def encode(model: Codec, config: Config, source: Path, target: Path) -> str:
-    """source audio -> target codes file; returns what was done, for the console."""
+def encode(model: Codec, config: Config, source: Path, target: Path, codebooks: int | None = None) -> str:
+    """source audio -> target codes file (of the first `codebooks` codebooks, all by default); returns what
+    was done, for the console."""
+    codebooks = codebooks or config.n_codebooks
+    if not 1 <= codebooks <= config.n_codebooks:
+        raise UsageError(f"--codebooks {codebooks}: this codec has 1 to {config.n_codebooks} codebooks")
     try:
         audio = read_audio(source, config.sample_rate)  # (T,) mono at the codec's rate
     except DataError as e:
         raise DataError(f"{str(source)!r}: {e}") from None
     info = sf.info(str(source))
     samples = len(audio)
-    codes = codes_of(model, config, audio)
+    codes = codes_of(model, config, audio)[:codebooks]
     frames = codes.shape[-1]
     header = {
         "format": FORMAT,
         "model": model_hash(model),
         "sample_rate": config.sample_rate,
         "hop": config.hop,
-        "n_codebooks": config.n_codebooks,
+        "n_codebooks": codebooks,
         "codebook_size": config.codebook_size,
         "samples": samples,
         "frames": frames,
@@ -151,7 +164,7 @@ def encode(model: Codec, config: Config, source: Path, target: Path) -> str:
     size = target.stat().st_size
     return (
         f"encoded {source} ({info.samplerate} Hz, {info.channels}-channel) -> {target}: "
-        f"{describe(config, frames, samples)}; {size} bytes, "
+        f"{describe(config, codebooks, frames, samples)}; {size} bytes, "
         f"{8 * size / (samples / config.sample_rate) / 1000:.1f} kbps with the file's header"
     )
 
@@ -171,11 +184,11 @@ def decode(model: Codec, config: Config, source: Path, target: Path) -> str:
             f"{str(source)!r} was encoded by model {header['model']}, not by this checkpoint "
             f"(model {model_hash(model)}, {config.describe()}): decode it with the checkpoint that encoded it"
         )
-    frames = header["frames"]
-    codes = torch.from_numpy(unpack(packed, config.bits_per_code, (config.n_codebooks, frames)))
+    frames, codebooks = header["frames"], header["n_codebooks"]
+    codes = torch.from_numpy(unpack(packed, config.bits_per_code, (codebooks, frames)))
     audio = audio_of(model, config, codes, header["samples"])
     sf.write(target, np.clip(audio, -1, 1), config.sample_rate, subtype="PCM_16")
-    return f"decoded {source} -> {target}: {describe(config, frames, header['samples'])}"
+    return f"decoded {source} -> {target}: {describe(config, codebooks, frames, header['samples'])}"
 
 
 def main(argv=None) -> int:
@@ -184,8 +197,10 @@ def main(argv=None) -> int:
         if not args.output.parent.is_dir():
             raise UsageError(f"output folder {str(args.output.parent)!r} does not exist")
         model, config = open_checkpoint(args.checkpoint, args.tracking_uri)
-        step = encode if args.command == "encode" else decode
-        print(step(model, config, args.input, args.output))
+        if args.command == "encode":
+            print(encode(model, config, args.input, args.output, args.codebooks))
+        else:
+            print(decode(model, config, args.input, args.output))
     except (UsageError, OSError) as e:  # a bug keeps its traceback
         print(f"tune_codec.codec: error: {e}", file=sys.stderr)
         return 2

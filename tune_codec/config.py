@@ -8,6 +8,7 @@ import inspect
 import math
 import re
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -26,7 +27,16 @@ LOSS_WEIGHTS = {
     "amp/rms": "rms_weight",
     "amp/peak": "peak_weight",
     "vq/commit": "commit_weight",
+    "rec/stft": "stft_weight",
+    "adv/gen": "adv_weight",
+    "adv/feat": "feat_weight",
 }
+# Terms whose weight above 0 builds the discriminators: they are fixed for a run (a schedule or PBT
+# cannot add a network to a model being trained)
+ADVERSARIAL = ("adv/gen", "adv/feat")
+DISCRIMINATORS = ("msstft", "mpd")  # EnCodec's multi-scale STFT, HiFi-GAN's multi-period
+ADV_LOSSES = ("hinge", "lsq")
+LR_DECAYS = ("none", "exponential", "cosine")
 
 # The validation metrics a run keeps the best epoch of (higher is better); PESQ and STOI are scored on
 # perceptual_segments segments.
@@ -39,11 +49,22 @@ def best_key(metric: str) -> str:
     return metric.replace("val/", "val/best_", 1)
 
 
+def at_codebooks(metric: str, n: int) -> str:
+    """A validation metric scored from the first n codebooks: val/snr_db -> val/codebooks_2/snr_db."""
+    return metric.replace("val/", f"val/codebooks_{n}/", 1)
+
+
 @dataclass(frozen=True)
 class Config:
     # data
     sample_rate: int = 16000  # Hz; audio is resampled to this
     segment_seconds: float = 0.5  # length of one training example
+    random_crop: bool = (
+        False  # train on new cuts of each file every epoch (each segment moved up to half its length)
+    )
+    gain_db: float = (
+        0.0  # random gain per training segment, uniform in +-gain_db dB (peak kept below 1); 0 = off
+    )
     valid_fraction: float = 0.1  # share of files held out for validation (split by file)
     valid_max_seconds: float = 600.0  # cap on the validation audio (whole files, fixed order); 0 = no cap
     perceptual_segments: int = 16  # validation segments PESQ and STOI score each epoch, as one clip; 0 = off
@@ -60,16 +81,34 @@ class Config:
     ema_decay: float = 0.9  # EMA rate of the codebook updates; short runs need it fast
     dead_code_threshold: float = 1.0  # codes with EMA usage (vectors per batch) below this are restarted
     kmeans_iters: int = 10  # k-means steps for the codebook init on the first batch
+    quantizer_dropout: float = 0.0  # share of training segments decoded from a random 1..n_codebooks stages
     # loss weights (0 = computed and logged, not trained on)
     l1_weight: float = 1.0  # time-domain L1
     mel_weight: float = 0.0  # multi-scale log-mel distance ("perceptual")
     rms_weight: float = 10.0  # (RMS(out) - RMS(in))^2 per segment
     peak_weight: float = 5.0  # (max|out| - max|in|)^2 per segment
     commit_weight: float = 1.0  # VQ commitment, encoder pulled to its codes
+    stft_weight: float = 0.0  # multi-resolution STFT: spectral convergence + log-magnitude L1
+    adv_weight: float = 0.0  # adv/gen, the decoder fooling the discriminators; > 0 builds them
+    feat_weight: float = (
+        0.0  # adv/feat, L1 between the discriminators' features of input and output; > 0 builds them
+    )
+    balancer: bool = False  # weights become shares of one gradient norm at the output (EnCodec's balancer)
+    # discriminators (built when adv_weight or feat_weight > 0)
+    discriminators: str = "msstft,mpd"  # msstft (multi-scale STFT), mpd (multi-period), or both
+    disc_channels: int = 16  # width of the discriminators' first layers
+    adv_loss: str = "hinge"  # hinge or lsq (least squares)
+    adv_start_epoch: int = 1  # first epoch that trains the discriminators and uses their losses
     # optimisation
     batch_size: int = 16  # segments per step
     num_epochs: int = 100  # passes over the training segments
-    learning_rate: float = 1e-3  # Adam
+    learning_rate: float = 1e-3  # AdamW, codec and discriminators
+    adam_beta1: float = 0.9  # AdamW's first-moment decay (EnCodec 0.5, DAC 0.8)
+    adam_beta2: float = 0.999  # AdamW's second-moment decay (EnCodec 0.9, DAC 0.99)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    lr_warmup_steps: int = 0  # steps of linear warm-up from 0 to learning_rate
+    lr_decay: str = "none"  # none, exponential or cosine, over all num_epochs' steps
+    lr_final: float = 0.1  # learning rate at the last step, a share of learning_rate (with lr_decay)
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     max_steps_per_epoch: int = 0  # 0 = a full pass; >0 caps an epoch (quick trials)
     bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -105,6 +144,15 @@ class Config:
         # a whole number of frames, so the decoder output matches the input length
         return max(1, round(self.segment_seconds * self.sample_rate / self.hop)) * self.hop
 
+    @property
+    def adversarial(self) -> bool:
+        """Whether the run builds and trains discriminators."""
+        return any(getattr(self, LOSS_WEIGHTS[name]) > 0 for name in ADVERSARIAL)
+
+    def kbps_at(self, n_codebooks: int) -> float:
+        """The bitrate decoded from the first n_codebooks stages."""
+        return self.bitrate / self.n_codebooks * n_codebooks / 1000
+
     def describe(self) -> str:
         return (
             f"{self.bitrate / 1000:g} kbps ({self.n_codebooks} x {self.bits_per_code}"
@@ -134,6 +182,22 @@ def _problems(c: Config) -> list[str]:
         (c.learning_rate > 0 and math.isfinite(c.learning_rate), "learning_rate", "> 0"),
         (c.grad_clip >= 0, "grad_clip", ">= 0"),
         (c.max_steps_per_epoch >= 0, "max_steps_per_epoch", ">= 0"),
+        (c.gain_db >= 0, "gain_db", ">= 0"),
+        (0 <= c.quantizer_dropout <= 1, "quantizer_dropout", "in [0, 1]"),
+        (c.disc_channels >= 1, "disc_channels", ">= 1"),
+        (c.adv_start_epoch >= 1, "adv_start_epoch", ">= 1"),
+        (0 <= c.adam_beta1 < 1, "adam_beta1", "in [0, 1)"),
+        (0 <= c.adam_beta2 < 1, "adam_beta2", "in [0, 1)"),
+        (c.weight_decay >= 0, "weight_decay", ">= 0"),
+        (c.lr_warmup_steps >= 0, "lr_warmup_steps", ">= 0"),
+        (0 < c.lr_final <= 1, "lr_final", "in (0, 1]"),
+        (c.adv_loss in ADV_LOSSES, "adv_loss", f"one of {', '.join(ADV_LOSSES)}"),
+        (c.lr_decay in LR_DECAYS, "lr_decay", f"one of {', '.join(LR_DECAYS)}"),
+        (
+            bool(c.discriminators) and set(c.discriminators.split(",")) <= set(DISCRIMINATORS),
+            "discriminators",
+            f"{' or '.join(DISCRIMINATORS)}, or both comma-separated",
+        ),
     ]
     problems = [f"{name}={getattr(c, name)!r} must be {rule}" for ok, name, rule in checks if not ok]
     if c.best_metric not in BEST_METRICS:
@@ -157,6 +221,37 @@ def make_config(params: dict) -> Config:
         raise ConfigError(f"unknown config field {', '.join(unknown)} (allowed: {', '.join(FIELDS)})")
     coerced = {k: coerce(k, v) for k, v in params.items()}
     return dataclasses.replace(DEFAULTS, **coerced)
+
+
+CONFIGS = Path(__file__).parent / "configs"  # the named configs: NAME.yaml, a mapping of fields
+
+
+def named_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+
+
+def load_config(name_or_path: str | Path, relative_to: Path | None = None) -> Config:
+    """A named config (cpu-demo, speech16k-8kbps, ...) or a YAML file of config fields (a relative path
+    from relative_to's folder when given); the defaults fill the fields it leaves out."""
+    from tune_codec.files import read_yaml  # files imports this module
+
+    path = CONFIGS / f"{name_or_path}.yaml"
+    if not path.is_file():
+        path = Path(name_or_path)
+        if relative_to is not None and not path.is_absolute():
+            path = relative_to.parent / path
+        if not path.is_file():
+            raise ConfigError(
+                f"config {str(name_or_path)!r} is neither a named config ({', '.join(named_configs())}) "
+                "nor a YAML file"
+            )
+
+    def parse(raw) -> Config:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"expected a mapping of config fields, got {raw!r}")
+        return make_config(raw)
+
+    return read_yaml(path, parse, ConfigError, f"config {str(name_or_path)!r}")
 
 
 def coerce(name: str, value):

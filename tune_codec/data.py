@@ -39,13 +39,18 @@ class Segments:
     scales: np.ndarray  # (N,) float32
     dcs: np.ndarray  # (N,) float32
     length: int
+    lo: np.ndarray | None = None  # (N,) int64: the first and last start in the segment's file, the room a
+    hi: np.ndarray | None = None  # random crop moves it in; None: segments stay where they are
 
     def __len__(self) -> int:
         return len(self.starts)
 
-    def read(self, index: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """The segments at index, (K, length) float32."""
-        raw = mapped(str(self.path))[self.starts[index, None] + np.arange(self.length)]
+    def read(self, index: np.ndarray | slice = slice(None), shift: np.ndarray | None = None) -> np.ndarray:
+        """The segments at index, each moved `shift` samples within its file if given, (K, length) float32."""
+        starts = self.starts[index]
+        if shift is not None and self.lo is not None:
+            starts = np.clip(starts + shift, self.lo[index], self.hi[index])
+        raw = mapped(str(self.path))[starts[:, None] + np.arange(self.length)]
         return raw.astype(np.float32) * self.scales[index, None] - self.dcs[index, None]
 
 
@@ -130,12 +135,16 @@ def split(corpus: Corpus, config: Config) -> CodecData:
         files = [kept[n] for n in names]
         starts = [corpus.offsets[i] + k * length for i, k in files]
         each = [len(k) for _, k in files]
+        index = [i for i, _ in files]
+        first = corpus.offsets[index].astype(np.int64)
         return Segments(
             corpus.path,
             np.concatenate(starts).astype(np.int64),
-            np.repeat(corpus.scales[[i for i, _ in files]], each),
-            np.repeat(corpus.dcs[[i for i, _ in files]], each),
+            np.repeat(corpus.scales[index], each),
+            np.repeat(corpus.dcs[index], each),
             length,
+            np.repeat(first, each),
+            np.repeat(first + np.asarray(corpus.lengths)[index] - length, each),
         )
 
     return CodecData(segments(train), segments(valid), config.sample_rate, train, valid)

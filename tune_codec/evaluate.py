@@ -2,9 +2,11 @@
 
 Every audio file under DATA_DIR (any format, rate and channel count; long files in pieces) is coded and
 decoded by the checkpoint, and by Opus at the same bitrate, and scored against the input: SNR, SI-SDR,
-PESQ (wideband at 16 kHz and above, narrowband below), STOI, mel distance, and the bitrate coded. The
-means are printed; every file's scores go to CSV and JSON in --out, and to the checkpoint's MLflow run
-(eval/...) when it has one.
+PESQ (wideband at 16 kHz and above, narrowband below), STOI, mel distance, and the bitrate coded. A
+codec trained with quantizer dropout is scored at each bitrate it serves, decoded from 1 to n_codebooks
+codebooks, with Opus at each of those bitrates it reaches. The means are printed; every file's scores go
+to CSV and JSON in --out, and to the checkpoint's MLflow run (eval/..., eval/codebooks_K/...) when it has
+one.
 """
 
 from __future__ import annotations
@@ -71,6 +73,14 @@ def parse_args(argv):
         "(default: the checkpoint's bitrate)",
     )
     p.add_argument(
+        "--codebooks",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="decode from the first K codebooks, for each K given (default: 1 to n_codebooks for a codec "
+        "trained with quantizer dropout, else n_codebooks)",
+    )
+    p.add_argument(
         "--out", type=Path, default=Path("evaluation"), help="CSV and JSON go here (default: evaluation)"
     )
     p.add_argument("--tracking-uri", help=f"for a runs:/ checkpoint and the eval/ metrics: {URI_HELP}")
@@ -92,15 +102,41 @@ def score(reference: np.ndarray, decoded: np.ndarray, rate: int, mel: MultiScale
     }
 
 
+def codebook_counts(config: Config, asked: list[int] | None) -> list[int]:
+    """The numbers of codebooks to decode from: those asked for, or every one a codec trained with
+    quantizer dropout serves, or all of them."""
+    for k in asked or ():
+        if not 1 <= k <= config.n_codebooks:
+            raise UsageError(f"--codebooks {k}: this codec has 1 to {config.n_codebooks} codebooks")
+    if asked:
+        return sorted(set(asked))
+    return list(range(1, config.n_codebooks + 1)) if config.quantizer_dropout else [config.n_codebooks]
+
+
+def codec_name(config: Config, k: int) -> str:
+    """A row's codec: the checkpoint, or the checkpoint decoded from its first k codebooks."""
+    return "checkpoint" if k == config.n_codebooks else f"checkpoint, {k} of {config.n_codebooks} codebooks"
+
+
 def evaluate(
-    model, config: Config, files: list[Path], root: Path, reference: str, opus_kbps: list[float] | None
+    model,
+    config: Config,
+    files: list[Path],
+    root: Path,
+    reference: str,
+    opus_kbps: list[float] | None,
+    counts: list[int] | None = None,
 ) -> tuple[list[dict], dict, str]:
     """Rows (one per file and codec), files skipped with why, and a note on the reference: Opus at each
-    of opus_kbps, by default at the codec's bitrate."""
+    of opus_kbps, by default at each bitrate decoded (from each of `counts` codebooks, all by default)
+    that Opus reaches."""
+    counts = counts or [config.n_codebooks]
     note = opus.missing() if reference == "opus" else "none asked for"
-    rates = opus_kbps or [config.bitrate / 1000]
-    if note is None and rates[0] < opus.MIN_KBPS:
-        note = f"Opus takes at least {opus.MIN_KBPS:g} kbps; this codec runs at {rates[0]:g}"
+    rates = opus_kbps or [config.kbps_at(k) for k in counts if config.kbps_at(k) >= opus.MIN_KBPS]
+    if note is None and not rates:
+        note = (
+            f"Opus takes at least {opus.MIN_KBPS:g} kbps; this codec runs at {config.kbps_at(counts[-1]):g}"
+        )
     mel = CodecLoss(config).mel  # as val/mel_distance is measured in training
     rows, skipped = [], {}
     for path in tqdm(files, desc="evaluating", unit="file", leave=False):
@@ -115,10 +151,12 @@ def evaluate(
             continue
         seconds = len(audio) / config.sample_rate
         codes = codes_of(model, config, audio)
-        coded_bits = codes.numel() * config.bits_per_code
-        decoded = audio_of(model, config, codes, len(audio))
-        scores = score(audio, decoded, config.sample_rate, mel)
-        rows.append({"file": name, "codec": "checkpoint", "kbps": coded_bits / seconds / 1000, **scores})
+        for k in counts:
+            coded_bits = codes[:k].numel() * config.bits_per_code
+            decoded = audio_of(model, config, codes[:k], len(audio))
+            scores = score(audio, decoded, config.sample_rate, mel)
+            kbps = coded_bits / seconds / 1000
+            rows.append({"file": name, "codec": codec_name(config, k), "kbps": kbps, **scores})
         for kbps in rates if note is None else ():
             decoded, size = opus.roundtrip(audio, config.sample_rate, kbps)
             scores = score(audio, decoded, config.sample_rate, mel)
@@ -129,8 +167,13 @@ def evaluate(
 
 
 def metric_prefix(codec: str) -> str:
-    """Where a codec's means go in MLflow: eval/ for the checkpoint, eval/opus_8kbps/ for Opus at 8 kbps."""
-    return "eval" if codec == "checkpoint" else "eval/" + codec.replace(" kbps", "kbps").replace(" ", "_")
+    """Where a codec's means go in MLflow: eval/ for the checkpoint, eval/codebooks_2/ for it decoded from
+    2 codebooks, eval/opus_8kbps/ for Opus at 8 kbps."""
+    if codec == "checkpoint":
+        return "eval"
+    if codec.startswith("checkpoint, "):
+        return f"eval/codebooks_{codec.split()[1]}"
+    return "eval/" + codec.replace(" kbps", "kbps").replace(" ", "_")
 
 
 def means(rows: list[dict]) -> list[dict]:
@@ -175,6 +218,7 @@ def main(argv=None) -> int:
             if not kbps >= opus.MIN_KBPS:
                 raise UsageError(f"--opus-kbps {kbps:g}: Opus takes at least {opus.MIN_KBPS:g} kbps")
         model, config = open_checkpoint(args.checkpoint, args.tracking_uri)
+        counts = codebook_counts(config, args.codebooks)
         root = args.data_dir.resolve()
         files = find_audio(root)
         if not files:
@@ -184,7 +228,7 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     print(f"codec: {config.describe()}")
-    rows, skipped, note = evaluate(model, config, files, root, args.reference, args.opus_kbps)
+    rows, skipped, note = evaluate(model, config, files, root, args.reference, args.opus_kbps, counts)
     if not rows:
         print(
             f"{PROG}: error: none of the {len(files)} files under {str(root)!r} could be read",

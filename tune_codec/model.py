@@ -94,10 +94,20 @@ class Codec(nn.Module):
         self.quantizer = ResidualVQ(
             c.latent_dim, c.n_codebooks, c.codebook_size, c.ema_decay, c.dead_code_threshold, c.kmeans_iters
         )
-        self.hop = c.hop
+        self.hop, self.n_codebooks, self.dropout = c.hop, c.n_codebooks, c.quantizer_dropout
 
-    def forward(self, x: torch.Tensor) -> CodecOutput:
-        q = self.quantizer(self.encoder(x))
+    def forward(self, x: torch.Tensor, n_codebooks: int | None = None) -> CodecOutput:
+        """x: (B, 1, T), decoded from the first n_codebooks stages (all by default). In training, a
+        quantizer_dropout share of the items is decoded from a random 1..n_codebooks instead (DAC's
+        quantizer dropout): one model then serves every bitrate up to its full one."""
+        used = None
+        if n_codebooks is not None:
+            used = torch.full((len(x),), n_codebooks, device=x.device)
+        elif self.training and self.dropout:
+            drop = torch.rand(len(x), device=x.device) < self.dropout
+            fewer = torch.randint(1, self.n_codebooks + 1, (len(x),), device=x.device)
+            used = torch.where(drop, fewer, self.n_codebooks)
+        q = self.quantizer(self.encoder(x), used)
         return CodecOutput(self.decoder(q.quantized), q.codes, q.commit_loss)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,5 +115,5 @@ class Codec(nn.Module):
         return self.quantizer(self.encoder(x)).codes
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, n_codebooks, T') -> (B, 1, T' * hop)"""
+        """codes (B, K, T') -> (B, 1, T' * hop), from the first K <= n_codebooks stages"""
         return self.decoder(self.quantizer.decode(codes))

@@ -86,11 +86,14 @@ class ResidualVQ(nn.Module):
             Codebook(dim, size, decay, dead_threshold, kmeans_iters) for _ in range(n_codebooks)
         )
 
-    def forward(self, z: torch.Tensor) -> QuantizedResult:
+    def forward(self, z: torch.Tensor, used: torch.Tensor | None = None) -> QuantizedResult:
+        """z: (B, D, T); used: (B,) how many stages each item's output sums (all by default). Every stage
+        quantizes (and learns) the residual all the same: codes do not depend on `used`."""
         b, d, t = z.shape
         x = z.float().transpose(1, 2).reshape(-1, d)  # (B*T, D); codebooks stay fp32
         residual, quantized, codes, commit = x, torch.zeros_like(x), [], x.new_zeros(())
-        for stage in self.stages:
+        keep = None if used is None else used.repeat_interleave(t)[:, None]  # (B*T, 1)
+        for i, stage in enumerate(self.stages):
             if self.training and not stage.initialised:
                 stage.init_kmeans(residual.detach())
             idx = stage.nearest(residual.detach())
@@ -98,7 +101,7 @@ class ResidualVQ(nn.Module):
             if self.training:
                 stage.update(residual.detach(), idx)
             commit = commit + F.mse_loss(residual, q)  # codewords are buffers: pulls the encoder
-            quantized = quantized + q
+            quantized = quantized + (q if keep is None else q * (keep > i))
             residual = residual - q
             codes.append(idx)
         straight = x + (quantized - x).detach()  # identity gradient to the encoder
@@ -109,6 +112,6 @@ class ResidualVQ(nn.Module):
         )
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, n_codebooks, T) -> (B, D, T)"""
-        q = sum(stage.codewords[codes[:, i]] for i, stage in enumerate(self.stages))
+        """(B, K, T) -> (B, D, T), from the first K <= n_codebooks stages"""
+        q = sum(self.stages[i].codewords[codes[:, i]] for i in range(codes.shape[1]))
         return q.transpose(1, 2)

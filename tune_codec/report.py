@@ -23,7 +23,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from tune_codec.cli import parse
-from tune_codec.config import UsageError, best_key
+from tune_codec.config import BEST_METRICS, UsageError, at_codebooks, best_key
 from tune_codec.cost import COST, Budget, check_price, describe_budget, describe_cost, dollars
 from tune_codec.evaluate import METRIC_NAMES
 from tune_codec.pages import data_uri, write_page
@@ -50,6 +50,7 @@ COPIED = "copied"  # the best epoch of a PBT trial whose best came from another 
 COLUMNS = {"val/range_ratio": "range ratio", "val/rms_ratio": "RMS ratio"}
 PARETO = "The best trial at each bitrate (front: on the Pareto front, no trial both better and cheaper)"
 EVALUATED = "The best trial on held-out audio (python -m tune_codec.evaluate, means over the files)"
+BY_CODEBOOKS = "The best trial at each bitrate it serves (quantizer dropout): validation at its best epoch"
 FIGURES = {
     "history.png": "Optimisation history: what Optuna was told (search/score) per trial, and the best so far",
     "parallel.png": "Parallel coordinates of the searched fields, coloured by search/score",
@@ -220,12 +221,33 @@ def evaluation(run: Run) -> list[dict]:
     for key, value in sorted(run.data.metrics.items()):
         prefix, _, name = key.rpartition("/")
         if prefix == "eval" or prefix.startswith("eval/"):
-            codecs.setdefault(prefix.removeprefix("eval").lstrip("/") or "checkpoint", {})[name] = value
+            codec = prefix.removeprefix("eval").lstrip("/") or "checkpoint"
+            if codec.startswith("codebooks_"):  # the checkpoint decoded from fewer codebooks
+                codec = f"checkpoint, {codec.removeprefix('codebooks_')} codebooks"
+            codecs.setdefault(codec, {})[name] = value
     columns = {"kbps": "kbps", **METRIC_NAMES}  # heading -> logged name, in the evaluate command's order
-    return [
+    rows = [
         {"codec": codec, **{heading: scores.get(name, math.nan) for heading, name in columns.items()}}
-        for codec, scores in sorted(codecs.items(), key=lambda item: item[0] != "checkpoint")
+        for codec, scores in codecs.items()
     ]
+    return sorted(rows, key=lambda row: (not row["codec"].startswith("checkpoint"), row["kbps"]))
+
+
+def by_codebooks(client: MlflowClient, run: Run, epoch) -> list[dict]:
+    """A trial trained with quantizer dropout, decoded from 1 .. n_codebooks codebooks: its validation
+    scores at `epoch` (val/codebooks_K/..., and val/... for all of them), a row per bitrate."""
+    params, n = run.data.params, int(run.data.params["n_codebooks"])
+    if float(params.get("quantizer_dropout", 0)) == 0 or epoch == COPIED:
+        return []
+    rows = []
+    for k in range(1, n + 1):
+        row = {"codebooks": k, "kbps": float(params["bitrate_kbps"]) * k / n}
+        for metric in BEST_METRICS:
+            key = metric if k == n else at_codebooks(metric, k)
+            history = {h.step: h.value for h in client.get_metric_history(run.info.run_id, key)}
+            row[label(metric)] = history.get(epoch, math.nan)
+        rows.append(row)
+    return rows
 
 
 def write_report(
@@ -235,6 +257,7 @@ def write_report(
     params = parent.data.params
     metric = metric_of(parent)
     held_out: list[dict] = []
+    served: list[dict] = []
     rows = [t.row for t in trials]
     if price is not None:
         for row in rows:
@@ -264,6 +287,7 @@ def write_report(
             f"--tracking-uri {client.tracking_uri}",
         ]
         held_out = evaluation(best.run)
+        served = by_codebooks(client, best.run, epoch)
         if not held_out:
             lines.append(
                 f"judge it on held-out audio, with Opus beside it: python -m tune_codec.evaluate "
@@ -295,6 +319,8 @@ def write_report(
         shares = ", ".join(f"{k} {v:.3f}" for k, v in importances.items())
         lines.append(f"importances for {SCORE} (PED-ANOVA, from {len(study.trials)} trials): {shares}")
     tables = {EVALUATED: held_out} if held_out else {}
+    if served:
+        tables[BY_CODEBOOKS] = served
     if BITRATE in params.get("objectives", "") and useful:
         quality = f"best {label(metric)}"
         tables[PARETO] = front_table([t.row for t in useful], quality, list(space))

@@ -12,16 +12,17 @@ A schedule file (what a PBT search exports for its best trial):
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import yaml
 
-from tune_codec.config import LOSS_WEIGHTS, Config, UsageError, make_config
+from tune_codec.config import ADVERSARIAL, LOSS_WEIGHTS, Config, UsageError, make_config
 from tune_codec.files import read_yaml
 
-# what a run may change between epochs: the loss weights and the learning rate (the model, the quantizer
-# and the data stay as they were built)
-MUTABLE = (*LOSS_WEIGHTS.values(), "learning_rate")
+# what a run may change between epochs: the loss weights and the learning rate (the model, the quantizer,
+# the discriminators and the data stay as they were built)
+MUTABLE = (*(field for name, field in LOSS_WEIGHTS.items() if name not in ADVERSARIAL), "learning_rate")
 
 
 class ScheduleError(UsageError):
@@ -43,6 +44,20 @@ def at_epoch(config: Config, schedule: Schedule, epoch: int) -> Config:
         if first <= epoch:
             changes.update(fields)
     return dataclasses.replace(config, **changes)
+
+
+def lr_factor(config: Config, step: int, total_steps: int) -> float:
+    """The share of the epoch's learning rate at `step` (0-based) of total_steps: a linear warm-up over
+    lr_warmup_steps, then lr_decay from 1 to lr_final at the last step."""
+    if step < config.lr_warmup_steps:
+        return (step + 1) / config.lr_warmup_steps
+    span = max(1, total_steps - 1 - config.lr_warmup_steps)
+    progress = min(1.0, (step - config.lr_warmup_steps) / span)
+    if config.lr_decay == "exponential":
+        return config.lr_final**progress
+    if config.lr_decay == "cosine":
+        return config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
 
 
 def fixed_differences(a: Config, b: Config) -> list[str]:

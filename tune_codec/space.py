@@ -4,7 +4,8 @@ metric: val/snr_db            # what trials are ranked on: val/snr_db, val/si_sd
                               # or [val/pesq, codec/kbps]: Optuna's multi-objective search of a Pareto front
 trials: 12                    # trials Optuna proposes (with pbt: the population)
 concurrency: 2                # trials running at once
-config: {num_epochs: 12}      # fixed for every trial (any config field)
+base: cpu-demo                # the config trials start from: a named config or a YAML file beside this one
+config: {num_epochs: 12}      # fixed for every trial (any config field), changing the base
 stop: {grace_epochs: 3, range_ratio: [0.5, 2.0], min_perplexity: 2.0, penalty_db: -30}
 scheduler: asha               # asha, pbt or pb2 (Population Based Training: weights change during training)
 asha: {grace_period: 4, reduction_factor: 2}   # or `asha: off`; off by default below 4 epochs
@@ -35,6 +36,7 @@ from tune_codec.config import (
     UsageError,
     coerce,
     flag_text,
+    load_config,
     make_config,
 )
 from tune_codec.files import read_yaml
@@ -46,6 +48,7 @@ SETTINGS = (
     "metric",
     "trials",
     "concurrency",
+    "base",
     "config",
     "stop",
     "scheduler",
@@ -169,16 +172,22 @@ def from_params(params: dict[str, str]) -> dict[str, optuna.distributions.BaseDi
 
 
 def load_space(path: Path) -> Space:
-    return read_yaml(path, parse_space, SpaceError, str(path))
+    return read_yaml(path, lambda raw: parse_space(raw, Path(path)), SpaceError, str(path))
 
 
-def parse_space(raw) -> Space:
+def parse_space(raw, path: Path | None = None) -> Space:
     if not isinstance(raw, dict):
         raise SpaceError(f"expected a mapping with keys {', '.join(SETTINGS)}")
     unknown = sorted(set(raw) - set(SETTINGS))
     if unknown:
         raise SpaceError(f"unknown setting {', '.join(unknown)} (allowed: {', '.join(SETTINGS)})")
-    base = checked_config(raw.get("config") or {}, "config")
+    named = None
+    if "base" in raw:
+        try:
+            named = load_config(str(raw["base"]), relative_to=path)
+        except UsageError as e:
+            raise SpaceError(f"base: {e}") from None
+    base = checked_config(raw.get("config") or {}, "config", named)
     search = raw.get("search") or {}
     if not isinstance(search, dict):
         raise SpaceError(f"search: expected a mapping of config fields to distributions, got {search!r}")
@@ -243,7 +252,8 @@ def check_population(search: dict, scheduler: str, num_epochs: int) -> None:
         if kind != "fixed" and name not in MUTABLE:
             raise SpaceError(
                 f"search.{name}: {scheduler} changes the searched fields during training, and {name} is "
-                f"built into the model or the data; fix it under config: (allowed: {', '.join(MUTABLE)})"
+                f"built into the model, the discriminators or the data; fix it under config: (allowed: "
+                f"{', '.join(MUTABLE)})"
             )
         if scheduler == "pb2" and kind not in ("loguniform", "uniform", "fixed"):
             raise SpaceError(

@@ -13,14 +13,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tune_codec.balancer import Balancer
 from tune_codec.checkpoint import BEST, LAST, N_CLIPS, SAMPLES, load_state, save
-from tune_codec.config import BEST_METRICS, Config, best_key, make_config
+from tune_codec.config import BEST_METRICS, Config, at_codebooks, best_key, make_config
 from tune_codec.data import CodecData
+from tune_codec.discriminators import Adversary
 from tune_codec.losses import CodecLoss
 from tune_codec.metrics import codebook_metrics, debug_block, perceptual, signal_metrics
 from tune_codec.model import Codec
 from tune_codec.samples import write_samples
-from tune_codec.schedule import Schedule, at_epoch, fixed_differences, values
+from tune_codec.schedule import Schedule, at_epoch, fixed_differences, lr_factor, values
 
 # report(metrics, checkpoint_dir): called once per epoch after the checkpoint is written
 Report = Callable[[dict, Path], None]
@@ -51,14 +53,22 @@ def train(
             f"data has {data.train.length}-sample segments at {data.sample_rate} Hz; config wants "
             f"{config.segment_samples} at {config.sample_rate} Hz"
         )
-    # model, losses and optimiser; a resumed run takes their state, its epoch and its bests from last.pt
+    # model, losses and optimisers (the discriminators' too, when an adversarial weight is above 0); a
+    # resumed run takes their state, its epoch and its bests from last.pt
     device = device or pick_device()
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = Codec(config).to(device)
     loss_fn = CodecLoss(config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.weight_decay,
+    )
+    adversary = Adversary(config, device) if config.adversarial else None
+    balancer = Balancer() if config.balancer else None
     start, best, train_s, metrics, history = 0, {}, 0.0, {}, []  # best: metric -> its best value so far
     if resume_from is not None:
         state = load_state(resume_from)
@@ -70,6 +80,9 @@ def train(
             )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        for part, key in ((adversary, "adversary"), (balancer, "balancer")):
+            if part is not None and key in state:
+                part.load_state_dict(state[key])
         torch.set_rng_state(state["rng"])
         start, best, train_s = state["epoch"], state["best"], state["train_s"]
         metrics = state["metrics"]  # what a run that has no epoch left returns
@@ -85,33 +98,48 @@ def train(
     for epoch in range(start, config.num_epochs):
         now = at_epoch(config, schedule, epoch + 1)
         loss_fn.reweigh(now)
-        for group in opt.param_groups:
-            group["lr"] = now.learning_rate
         history.append(values(now))
         model.train()
-        # shuffling depends on (seed, epoch) only, so a resumed run sees the same batches
+        # shuffling and crops depend on (seed, epoch) only, so a resumed run sees the same batches
+        rng = np.random.default_rng((config.seed, epoch))
         order = torch.randperm(
             len(data.train), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         ).numpy()
+        adversarial = adversary is not None and epoch + 1 >= config.adv_start_epoch
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.num_epochs}", disable=quiet, leave=False)
-        for step in bar:  # one step: forward, the weighted losses, a clipped gradient step
-            x = data.train.read(order[step * config.batch_size : (step + 1) * config.batch_size])
-            x = torch.from_numpy(x).to(device)[:, None]
+        for step in bar:  # one step: the discriminators', then the codec's on the weighted losses
+            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            shift = rng.integers(-(data.train.length // 2), data.train.length // 2 + 1, len(index))
+            x = data.train.read(index, shift if config.random_crop else None)
+            x = with_gain(torch.from_numpy(x).to(device)[:, None], config.gain_db)  # (B, 1, T)
+            lr = now.learning_rate * lr_factor(config, epoch * steps + step, config.num_epochs * steps)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 out = model(x)
-            loss = loss_fn(x, out.audio.float(), out.commit_loss)
+            y = out.audio.float()
+            logged = adversary.update(x, y, lr, autocast) if adversarial else {}
+            loss = loss_fn(x, y, out.commit_loss, adversary.losses(x, y, autocast) if adversarial else None)
             if not torch.isfinite(loss.total):
                 terms = ", ".join(f"{k}={v.item():.3g}" for k, v in loss.terms.items())
                 raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step + 1}: {terms}")
             opt.zero_grad(set_to_none=True)
-            loss.total.backward()
+            if balancer is None:
+                loss.total.backward()
+            else:  # every trained term acting through the output shares one gradient norm; commitment apart
+                balanced = {k: loss.terms[k] for k in loss_fn.trained(loss.terms) if k != "vq/commit"}
+                commit = loss_fn.weights["vq/commit"] * loss.terms["vq/commit"]
+                norms = balancer.backward(balanced, loss_fn.weights, y, commit)
+                logged.update({f"balancer/{k}": v for k, v in norms.items()})
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            for group in opt.param_groups:
+                group["lr"] = lr
             opt.step()
-            for k, v in {"total": loss.total, **loss.terms}.items():
+            for k, v in {"loss/total": loss.total, **{f"loss/{k}": v for k, v in loss.terms.items()}}.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
+            for k, v in logged.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
             bar.set_postfix(loss=f"{loss.total.item():.4f}")
         epoch_s = time.perf_counter() - t0
         train_s += epoch_s
@@ -121,10 +149,11 @@ def train(
         val, clips_out = validate(model, loss_fn, valid_x, config, device, autocast)
         metrics = {
             "epoch": epoch + 1,
-            **{f"loss/{k}": v / steps for k, v in sums.items()},
+            **{k: v / steps for k, v in sums.items()},
             **val,
             "time/train_s": train_s,
             "time/audio_s_per_s": steps * config.batch_size * config.segment_seconds / epoch_s,
+            "opt/lr": lr,  # at the epoch's last step
             **{f"schedule/{k}": v for k, v in history[-1].items()},
             "codec/kbps": config.bitrate / 1000,
         }
@@ -141,6 +170,8 @@ def train(
             "config": dataclasses.asdict(now),
             "metrics": metrics,
             "history": history,
+            **({"adversary": adversary.state_dict()} if adversary else {}),
+            **({"balancer": balancer.state_dict()} if balancer else {}),
         }
         if improved or not (checkpoint_dir / BEST).exists():
             save({k: state[k] for k in ("model", "config", "metrics")}, checkpoint_dir / BEST)
@@ -157,18 +188,40 @@ def train(
     return metrics
 
 
+def with_gain(x: torch.Tensor, db: float) -> torch.Tensor:
+    """(B, 1, T) each scaled by a random gain, uniform in +-db dB, no more than keeps its peak below 1."""
+    if not db:
+        return x
+    gain = 10 ** ((torch.rand(len(x), 1, 1, device=x.device) * 2 - 1) * db / 20)
+    ceiling = 0.99 / x.abs().amax(-1, keepdim=True).clamp_min(1e-8)
+    return x * torch.minimum(gain, ceiling)
+
+
 @torch.no_grad()
 def validate(model, loss_fn, valid_x, config, device, autocast) -> tuple[dict, np.ndarray]:
-    """Metrics over the whole validation set, and the first clips' outputs as numpy."""
+    """Metrics over the whole validation set, and the first clips' outputs as numpy. A codec trained with
+    quantizer dropout is also scored from each fewer number of codebooks (val/codebooks_K/...)."""
     model.eval()
-    outs, codes = [], []
-    for i in range(0, len(valid_x), 2 * config.batch_size):
-        x = valid_x[i : i + 2 * config.batch_size].to(device)[:, None]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            out = model(x)
-        outs.append(out.audio.float()[:, 0].cpu())
-        codes.append(out.codes.cpu())
-    y, codes = torch.cat(outs), torch.cat(codes)
+
+    def decoded(n_codebooks=None) -> tuple[torch.Tensor, torch.Tensor]:
+        outs, codes = [], []
+        for i in range(0, len(valid_x), 2 * config.batch_size):
+            x = valid_x[i : i + 2 * config.batch_size].to(device)[:, None]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                out = model(x, n_codebooks)
+            outs.append(out.audio.float()[:, 0].cpu())
+            codes.append(out.codes.cpu())
+        return torch.cat(outs), torch.cat(codes)
+
+    def heard(y: torch.Tensor) -> dict:  # the first segments, end to end: one clip, the same every epoch
+        if not config.perceptual_segments:
+            return {}
+        n = config.perceptual_segments
+        scores = perceptual(valid_x[:n].flatten().numpy(), y[:n].flatten().numpy(), config.sample_rate)
+        # a PESQ that found no speech is left out, not reported as a non-finite metric (a fault)
+        return {f"val/{k}": v for k, v in scores.items() if math.isfinite(v)}
+
+    y, codes = decoded()
     mel = sum(
         loss_fn.mel(y[i : i + 64, None].to(device), valid_x[i : i + 64, None].to(device)).item()
         * len(y[i : i + 64])
@@ -178,12 +231,12 @@ def validate(model, loss_fn, valid_x, config, device, autocast) -> tuple[dict, n
         **signal_metrics(valid_x, y),
         "val/mel_distance": mel,
         **codebook_metrics(codes, config.codebook_size),
+        **heard(y),
     }
-    if config.perceptual_segments:  # the first segments, end to end: one clip, the same every epoch
-        n = config.perceptual_segments
-        heard = perceptual(valid_x[:n].flatten().numpy(), y[:n].flatten().numpy(), config.sample_rate)
-        # a PESQ that found no speech is left out, not reported as a non-finite metric (a fault)
-        metrics.update({f"val/{k}": v for k, v in heard.items() if math.isfinite(v)})
+    for n in range(1, config.n_codebooks) if config.quantizer_dropout else ():
+        fewer, _ = decoded(n)
+        scores = {k: v for k, v in signal_metrics(valid_x, fewer).items() if k in BEST_METRICS}
+        metrics.update({at_codebooks(k, n): v for k, v in {**scores, **heard(fewer)}.items()})
     return metrics, y[:N_CLIPS].numpy()
 
 
