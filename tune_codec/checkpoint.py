@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from tune_codec.config import Config, UsageError, make_config
+from tune_codec.discriminators import Discriminators
 from tune_codec.files import atomic_write
 from tune_codec.model import Codec
 
@@ -39,9 +40,10 @@ def load_codec(path: Path, device: torch.device | None = None) -> tuple[Codec, C
 
 
 def checkpoint_bytes(config: Config) -> int:
-    """About what one trial's checkpoint holds: last.pt (weights and Adam's two moments), best.pt
-    (weights), the clips (input and output, 16-bit) and the figures."""
+    """About what one trial's checkpoint holds: last.pt (weights and AdamW's two moments, the
+    discriminators' too), best.pt (weights), the clips (input and output, 16-bit) and the figures."""
     with torch.device("meta"):  # counts the parameters without allocating them
         params = sum(p.numel() for p in Codec(config).parameters())
+        critics = sum(p.numel() for p in Discriminators(config).parameters()) if config.adversarial else 0
     clips = N_CLIPS * 2 * config.segment_samples * 2 + 2**17
-    return params * 4 * 4 + clips
+    return params * 4 * 4 + critics * 4 * 3 + clips
