@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -78,6 +79,9 @@ def start(cmd: list[str], log: Path, env: dict | None = None) -> tuple[subproces
         text=True,
         cwd=log.parent,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        # a benchmark started in the background (nohup ... &) ignores SIGINT, and its children would
+        # inherit that: Python then installs no Ctrl-C handler, and a clock's SIGINT stops nothing
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[tuple[float, str]] = []
 
