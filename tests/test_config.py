@@ -78,3 +78,9 @@ def test_named_configs_ship_the_cpu_demo_and_an_8_kbps_gpu_codec(tmp_path):
     mine.write_text("chanels: 8\n")
     with pytest.raises(ValueError, match="config .*mine.yaml.*: unknown config field chanels"):
         load_config(mine)
+
+
+def test_every_field_has_its_help_line():
+    from tune_codec.config import FIELDS, field_help
+
+    assert [name for name in FIELDS if not field_help().get(name)] == []

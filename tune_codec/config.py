@@ -59,12 +59,8 @@ class Config:
     # data
     sample_rate: int = 16000  # Hz; audio is resampled to this
     segment_seconds: float = 0.5  # length of one training example
-    random_crop: bool = (
-        False  # train on new cuts of each file every epoch (each segment moved up to half its length)
-    )
-    gain_db: float = (
-        0.0  # random gain per training segment, uniform in +-gain_db dB (peak kept below 1); 0 = off
-    )
+    random_crop: bool = False  # new cuts each epoch: every segment moved up to half its length in its file
+    gain_db: float = 0.0  # random gain per training segment, in +-gain_db dB (peak kept below 1); 0 = off
     valid_fraction: float = 0.1  # share of files held out for validation (split by file)
     valid_max_seconds: float = 600.0  # cap on the validation audio (whole files, fixed order); 0 = no cap
     perceptual_segments: int = 16  # validation segments PESQ and STOI score each epoch, as one clip; 0 = off
@@ -90,9 +86,7 @@ class Config:
     commit_weight: float = 1.0  # VQ commitment, encoder pulled to its codes
     stft_weight: float = 0.0  # multi-resolution STFT: spectral convergence + log-magnitude L1
     adv_weight: float = 0.0  # adv/gen, the decoder fooling the discriminators; > 0 builds them
-    feat_weight: float = (
-        0.0  # adv/feat, L1 between the discriminators' features of input and output; > 0 builds them
-    )
+    feat_weight: float = 0.0  # adv/feat, L1 of discriminator features, input vs output; > 0 builds them
     balancer: bool = False  # weights become shares of one gradient norm at the output (EnCodec's balancer)
     # discriminators (built when adv_weight or feat_weight > 0)
     discriminators: str = "msstft,mpd"  # msstft (multi-scale STFT), mpd (multi-period), or both
