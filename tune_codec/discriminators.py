@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from tune_codec.config import Config
+from tune_codec.model import adamw
 
 PERIODS = (2, 3, 5, 7, 11)  # HiFi-GAN's: primes, so no two periods see the same samples
 STFT_SIZES = (1024, 2048, 512, 256, 128)  # EnCodec's five scales, those shorter than a segment
@@ -153,12 +154,7 @@ class Adversary:
 
     def __init__(self, config: Config, device: torch.device):
         self.nets = Discriminators(config).to(device)
-        self.opt = torch.optim.AdamW(
-            self.nets.parameters(),
-            lr=config.learning_rate,
-            betas=(config.adam_beta1, config.adam_beta2),
-            weight_decay=config.weight_decay,
-        )
+        self.opt = adamw(self.nets.parameters(), config)
         self.kind, self.grad_clip = config.adv_loss, config.grad_clip
 
     def update(self, x: torch.Tensor, y: torch.Tensor, lr: float, autocast: bool) -> dict[str, torch.Tensor]:

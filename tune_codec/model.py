@@ -117,3 +117,13 @@ class Codec(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, K, T') -> (B, 1, T' * hop), from the first K <= n_codebooks stages"""
         return self.decoder(self.quantizer.decode(codes))
+
+
+def adamw(parameters, config: Config) -> torch.optim.AdamW:
+    """The optimiser of the codec and of the discriminators: AdamW with config's betas and decay."""
+    return torch.optim.AdamW(
+        parameters,
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.weight_decay,
+    )

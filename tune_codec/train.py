@@ -20,7 +20,7 @@ from tune_codec.data import CodecData
 from tune_codec.discriminators import Adversary
 from tune_codec.losses import CodecLoss
 from tune_codec.metrics import codebook_metrics, debug_block, perceptual, signal_metrics
-from tune_codec.model import Codec
+from tune_codec.model import Codec, adamw
 from tune_codec.samples import write_samples
 from tune_codec.schedule import Schedule, at_epoch, fixed_differences, lr_factor, values
 
@@ -61,12 +61,7 @@ def train(
     torch.manual_seed(config.seed)
     model = Codec(config).to(device)
     loss_fn = CodecLoss(config).to(device)
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=config.learning_rate,
-        betas=(config.adam_beta1, config.adam_beta2),
-        weight_decay=config.weight_decay,
-    )
+    opt = adamw(model.parameters(), config)
     adversary = Adversary(config, device) if config.adversarial else None
     balancer = Balancer() if config.balancer else None
     start, best, train_s, metrics, history = 0, {}, 0.0, {}, []  # best: metric -> its best value so far
@@ -111,8 +106,9 @@ def train(
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.num_epochs}", disable=quiet, leave=False)
         for step in bar:  # one step: the discriminators', then the codec's on the weighted losses
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            shift = rng.integers(-(data.train.length // 2), data.train.length // 2 + 1, len(index))
-            x = data.train.read(index, shift if config.random_crop else None)
+            half = data.train.length // 2
+            shift = rng.integers(-half, half + 1, len(index)) if config.random_crop else None
+            x = data.train.read(index, shift)
             x = with_gain(torch.from_numpy(x).to(device)[:, None], config.gain_db)  # (B, 1, T)
             lr = now.learning_rate * lr_factor(config, epoch * steps + step, config.num_epochs * steps)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
