@@ -107,6 +107,13 @@ def unpack(packed: np.ndarray, bits: int, shape: tuple[int, int]) -> np.ndarray:
     return (flat << np.arange(bits)).sum(-1)
 
 
+def check_codebooks(config: Config, k: int) -> int:
+    """k, if the codec can decode from its first k codebooks; a UsageError naming --codebooks if not."""
+    if not 1 <= k <= config.n_codebooks:
+        raise UsageError(f"--codebooks {k}: this codec has 1 to {config.n_codebooks} codebooks")
+    return k
+
+
 def describe(config: Config, codes: int, frames: int, samples: int) -> str:
     kbps = config.kbps_at(codes)
     return (
@@ -138,9 +145,7 @@ def audio_of(model: Codec, config: Config, codes: torch.Tensor, samples: int) ->
 def encode(model: Codec, config: Config, source: Path, target: Path, codebooks: int | None = None) -> str:
     """source audio -> target codes file (of the first `codebooks` codebooks, all by default); returns what
     was done, for the console."""
-    codebooks = codebooks or config.n_codebooks
-    if not 1 <= codebooks <= config.n_codebooks:
-        raise UsageError(f"--codebooks {codebooks}: this codec has 1 to {config.n_codebooks} codebooks")
+    codebooks = check_codebooks(config, codebooks or config.n_codebooks)
     try:
         audio = read_audio(source, config.sample_rate)  # (T,) mono at the codec's rate
     except DataError as e:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from tune_codec import opus
 from tune_codec.cli import parse
-from tune_codec.codec import audio_of, codes_of, open_checkpoint
+from tune_codec.codec import audio_of, check_codebooks, codes_of, open_checkpoint
 from tune_codec.config import Config, UsageError
 from tune_codec.corpus import DataError, decode, find_audio
 from tune_codec.losses import CodecLoss, MultiScaleMel
@@ -105,11 +105,8 @@ def score(reference: np.ndarray, decoded: np.ndarray, rate: int, mel: MultiScale
 def codebook_counts(config: Config, asked: list[int] | None) -> list[int]:
     """The numbers of codebooks to decode from: those asked for, or every one a codec trained with
     quantizer dropout serves, or all of them."""
-    for k in asked or ():
-        if not 1 <= k <= config.n_codebooks:
-            raise UsageError(f"--codebooks {k}: this codec has 1 to {config.n_codebooks} codebooks")
     if asked:
-        return sorted(set(asked))
+        return sorted({check_codebooks(config, k) for k in asked})
     return list(range(1, config.n_codebooks + 1)) if config.quantizer_dropout else [config.n_codebooks]
 
 
