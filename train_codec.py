@@ -9,20 +9,20 @@ import logging
 import sys
 from pathlib import Path
 
-from tune_codec.checkpoint import LAST, load_state
-from tune_codec.cli import parse
+from tune_codec.cli import flag
+from tune_codec.codec.build import build_codec
 from tune_codec.config import (
     DEFAULTS,
     Config,
-    UsageError,
     add_config_flags,
     config_from_args,
     load_config,
     make_config,
     named_configs,
 )
-from tune_codec.data import load_data
-from tune_codec.schedule import MUTABLE, at_epoch, load_schedule
+from tune_codec.data.segments import load_data
+from tune_codec.errors import UsageError
+from tune_codec.names import LAST
 from tune_codec.tracking import (
     EXPERIMENT_HELP,
     RUN,
@@ -39,7 +39,9 @@ from tune_codec.tracking import (
     resolve_tracking_uri,
     write_state,
 )
-from tune_codec.train import pick_device, train
+from tune_codec.training.checkpoint import load_state
+from tune_codec.training.schedule import MUTABLE, at_epoch, load_schedule
+from tune_codec.training.train import pick_device, train
 
 PROG = "train_codec.py"
 
@@ -50,40 +52,42 @@ def parse_args(argv):
         description="Train one neural speech codec (SEANet encoder, residual VQ, decoder); log it to MLflow.",
     )
     p.add_argument(
-        "--data_dir",
+        *flag("--data_dir"),
         type=Path,
         help="folder of audio files, searched recursively (default: bundled demo corpus)",
     )
     p.add_argument(
-        "--checkpoint_dir",
+        *flag("--checkpoint_dir"),
         type=Path,
         default=Path("checkpoints"),
         help="where last.pt, best.pt and samples go (default: checkpoints)",
     )
-    p.add_argument("--experiment_name", help=EXPERIMENT_HELP)
-    p.add_argument("--run_name", help="MLflow run name (default: the checkpoint dir's name)")
-    p.add_argument("--tracking_uri", help=f"{URI_HELP}; a resumed run keeps the one it started with")
+    p.add_argument(*flag("--experiment_name"), help=EXPERIMENT_HELP)
+    p.add_argument(*flag("--run_name"), help="MLflow run name (default: the checkpoint dir's name)")
+    p.add_argument(*flag("--tracking_uri"), help=f"{URI_HELP}; a resumed run keeps the one it started with")
     p.add_argument(
-        "--resume", action="store_true", help="continue the run in --checkpoint_dir where it stopped"
+        *flag("--resume"), action="store_true", help="continue the run in --checkpoint_dir where it stopped"
     )
     p.add_argument(
-        "--overwrite", action="store_true", help="start over even if --checkpoint_dir holds another run"
+        *flag("--overwrite"),
+        action="store_true",
+        help="start over even if --checkpoint_dir holds another run",
     )
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
-    p.add_argument("--cache_dir", type=Path, help="decoded-audio cache (default: ~/.cache/tune-codec)")
+    p.add_argument(*flag("--device"), help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    p.add_argument(*flag("--cache_dir"), type=Path, help="decoded-audio cache (default: ~/.cache/tune-codec)")
     p.add_argument(
-        "--config",
+        *flag("--config"),
         help=f"a named config ({', '.join(named_configs())}) or a YAML file of config fields; the flags "
         "given change it (default: the defaults below, which are cpu-demo)",
     )
     p.add_argument(
-        "--schedule",
+        *flag("--schedule"),
         type=Path,
         help="train a schedule of loss weights and learning rate by epoch (a PBT search's "
         "best_schedule.yaml): its config, with the flags given, and the weights changing at its epochs",
     )
     add_config_flags(p)
-    args = parse(p, argv)
+    args = p.parse_args(argv)
     args.experiment_name = experiment_name(args.experiment_name)
     return args
 
@@ -131,6 +135,7 @@ def main(argv=None) -> int:
         elif args.resume and (args.checkpoint_dir / LAST).exists():
             base = make_config(load_state(args.checkpoint_dir)["config"])  # flags not given keep their values
         config = config_from_args(args, base)
+        build_codec(config)  # a user's codec that breaks the interface: one line, before anything is written
         check_checkpoint_dir(args.checkpoint_dir, config, args.resume, args.overwrite, schedule)
         saved = read_state(run_file) if args.resume and run_file.exists() else {}
         print(f"codec: {config.describe()}")
@@ -191,6 +196,7 @@ def run(config: Config, data, args, outbox: Outbox, schedule=()) -> int:
         print(f"interrupted; continue with --resume --checkpoint_dir {args.checkpoint_dir}", file=sys.stderr)
     except FloatingPointError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
+        send("tags", {"stop_reason": str(e)})  # as a search trial's: the doctor reads why the run failed
     finally:
         send("checkpoint", str(args.checkpoint_dir))
         send("finish", status)

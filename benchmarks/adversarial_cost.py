@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from common import table
 
+from tune_codec.codec.discriminators import Discriminators
 from tune_codec.config import DEFAULTS, coerce
-from tune_codec.data import load_data
-from tune_codec.discriminators import Discriminators
-from tune_codec.train import train
+from tune_codec.data.segments import load_data
+from tune_codec.training.train import train
 
 GAN = {"adv_weight": 1.0, "feat_weight": 1.0}
 RECIPES = {  # name -> config changes

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from tune_codec.codec.losses import CodecLoss
+from tune_codec.codec.model import Codec
 from tune_codec.config import DEFAULTS, make_config
-from tune_codec.data import load_data
-from tune_codec.losses import CodecLoss
+from tune_codec.data.segments import load_data
 from tune_codec.metrics import signal_metrics
-from tune_codec.model import Codec
+from tune_codec.names import LAST
+from tune_codec.training.checkpoint import save
+from tune_codec.training.train import TrainState
 
 
 def default_biases(model: nn.Module) -> None:
@@ -29,6 +33,17 @@ def default_biases(model: nn.Module) -> None:
         if isinstance(m, nn.Conv1d | nn.ConvTranspose1d):
             fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
             nn.init.uniform_(m.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+
+
+def start_with_default_biases(config, folder: Path) -> Path:
+    """folder/last.pt at epoch 0 holding a codec with PyTorch's default biases: train(resume_from=folder)
+    then falls into the trap with the trainer itself (the doctor's fixed-pattern case)."""
+    torch.manual_seed(config.seed)
+    state = TrainState.new(config, torch.device("cpu"))
+    default_biases(state.model)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    save(state.checkpoint(config), Path(folder) / LAST)
+    return Path(folder)
 
 
 def run(config, data, steps: int, biases: str) -> dict:

@@ -147,7 +147,7 @@ def healthy_snr(result: dict, band: tuple[float, float]) -> float:
 
 def table(header: tuple[str, ...], rows: list[tuple]) -> str:
     """Columns padded to their widest cell: tune_codec.run's summary table, without trailing spaces."""
-    from tune_codec.summary import format_table  # here, so that importing common stays light (memory.py)
+    from tune_codec.cli import format_table  # here, so that importing common stays light (memory.py)
 
     text = format_table([dict(zip(header, map(str, row), strict=True)) for row in rows])
     return "\n".join(line.rstrip() for line in text.splitlines())

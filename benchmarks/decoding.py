@@ -27,8 +27,8 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 from tune_codec.config import DEFAULTS
-from tune_codec.corpus import load_corpus
-from tune_codec.data import split
+from tune_codec.data.corpus import load_corpus
+from tune_codec.data.segments import split
 before = int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])
 t0 = time.perf_counter()
 corpus = load_corpus(Path(sys.argv[1]), DEFAULTS.sample_rate, Path(sys.argv[2]), int(sys.argv[3]))

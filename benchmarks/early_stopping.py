@@ -31,7 +31,7 @@ from types import SimpleNamespace
 from common import SEARCH_OK, base_space, healthy_snr, run, search_cmd, table, trial_results, write_space
 from ray.tune.schedulers import ASHAScheduler
 
-from tune_codec.stopping import SCORE
+from tune_codec.names import SCORE
 
 REPLAYED = [(2, 2), (2, 3), (3, 2), (3, 3), (4, 2), (4, 3), (4, 4)]  # ASHA (grace period, reduction factor)
 

@@ -25,8 +25,8 @@ import torch
 from common import ROOT, table
 
 from tune_codec.config import load_config
-from tune_codec.data import load_data
-from tune_codec.train import train
+from tune_codec.data.segments import load_data
+from tune_codec.training.train import train
 
 
 def one_process(config_name: str, steps: int, data_dir: Path | None, device: str, work: Path) -> dict:

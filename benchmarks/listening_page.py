@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tune_codec.checkpoint import N_CLIPS
 from tune_codec.config import DEFAULTS
-from tune_codec.corpus import decode
-from tune_codec.data import DEMO_CORPUS
-from tune_codec.samples import (
+from tune_codec.data.corpus import decode
+from tune_codec.data.segments import DEMO_CORPUS
+from tune_codec.training.checkpoint import N_CLIPS
+from tune_codec.training.samples import (
     PAGE,
     SPECTROGRAM,
     WAVEFORM,

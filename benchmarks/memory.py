@@ -85,10 +85,10 @@ def drive(trials: int, corpus: Path, work: Path) -> None:
     from ray import tune
 
     from tune_codec.config import DEFAULTS
-    from tune_codec.data import load_data
-    from tune_codec.search import start_ray
-    from tune_codec.stopping import StopRules
-    from tune_codec.trial import trial
+    from tune_codec.data.segments import load_data
+    from tune_codec.search.driver import start_ray
+    from tune_codec.search.stopping import StopRules
+    from tune_codec.search.trial import trial
 
     cpus = 2 / trials
     start_ray(SimpleNamespace(address=None, cpus_per_trial=cpus, gpus_per_trial=0), trials)
@@ -116,8 +116,8 @@ def main(argv=None) -> int:
         return 0
 
     from tune_codec.config import DEFAULTS
-    from tune_codec.corpus import load_corpus
-    from tune_codec.data import DEMO_CORPUS, load_data
+    from tune_codec.data.corpus import load_corpus
+    from tune_codec.data.segments import DEMO_CORPUS, load_data
 
     work = Path(tempfile.mkdtemp(prefix="tune-codec-memory-"))
     source, copies = args.corpus or DEMO_CORPUS, args.copies

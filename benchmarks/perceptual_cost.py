@@ -23,11 +23,11 @@ from common import table
 from pesq import pesq
 from pystoi import stoi
 
+from tune_codec.codec.losses import CodecLoss
+from tune_codec.codec.model import Codec
 from tune_codec.config import DEFAULTS
-from tune_codec.data import load_data
-from tune_codec.losses import CodecLoss
-from tune_codec.model import Codec
-from tune_codec.train import validate
+from tune_codec.data.segments import load_data
+from tune_codec.training.train import validate
 
 COUNTS = (4, 16, 64)
 

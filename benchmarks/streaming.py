@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="tune-codec-streaming-"))
     sys.path.insert(0, str(ROOT))
     from tune_codec.config import DEFAULTS
-    from tune_codec.corpus import load_corpus
+    from tune_codec.data.corpus import load_corpus
 
     rate = DEFAULTS.sample_rate
     seconds = load_corpus(args.corpus, rate, work / "base").lengths.sum() / rate

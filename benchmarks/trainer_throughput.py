@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from common import table
 
+from tune_codec.codec.losses import CodecLoss
+from tune_codec.codec.model import Codec
 from tune_codec.config import DEFAULTS
-from tune_codec.data import Segments, load_data
-from tune_codec.losses import CodecLoss
-from tune_codec.model import Codec
-from tune_codec.train import validate
+from tune_codec.data.segments import Segments, load_data
+from tune_codec.training.train import validate
 
 SIZES = {  # name -> config changes
     "default (channels 16, 1 residual unit)": {},

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tune_codec.data import DEMO_CORPUS
+from tune_codec.data.segments import DEMO_CORPUS
 
 INSTALL = "apt-get install festival festvox-te-nsk espeak-ng sox"
 FESTIVAL = [(95, 12), (140, 20)]  # (f0 mean Hz, f0 std Hz)

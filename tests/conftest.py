@@ -21,12 +21,13 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tune_codec.config import make_config
-from tune_codec.corpus import to_int16
-from tune_codec.data import CodecData, Segments
+from tune_codec.data.corpus import to_int16
+from tune_codec.data.segments import CodecData, Segments
 from tune_codec.tracking import resolve_tracking_uri
 
 SMOKE = Path(__file__).parent.parent / "search_spaces" / "smoke.yaml"
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # for subprocesses
+# for subprocesses; Ray's token authentication as users have it (RAY_AUTH_MODE unset: on for a new local Ray)
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
 
 # A codec small enough to train in a second on a CPU: 8 kHz, hop 4, 64-sample... segments of 256 samples
 TINY = dict(
@@ -108,7 +109,6 @@ def ray_local():
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -226,3 +226,14 @@ def server(tmp_path):
     s.start()
     yield s
     s.stop()
+
+
+# Fixtures that start a real Ray, an MLflow server or a search: a test that uses one is slow, marked so
+# here rather than by hand (`pytest -m "not slow"` is the fast tier)
+SLOW_FIXTURES = {"ray_local", "smoke_search", "server", "ray_cluster"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

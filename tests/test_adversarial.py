@@ -8,12 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tune_codec import report, run
-from tune_codec.balancer import Balancer
-from tune_codec.checkpoint import load_state
-from tune_codec.config import ConfigError, make_config
-from tune_codec.data import CodecData, Segments
-from tune_codec.discriminators import (
+from tune_codec import run
+from tune_codec.codec.balancer import Balancer
+from tune_codec.codec.discriminators import (
     PERIODS,
     Adversary,
     Discriminators,
@@ -21,10 +18,15 @@ from tune_codec.discriminators import (
     discriminator_losses,
     generator_loss,
 )
-from tune_codec.quantize import ResidualVQ
-from tune_codec.report import BY_CODEBOOKS
-from tune_codec.schedule import lr_factor
-from tune_codec.train import train
+from tune_codec.codec.quantize import ResidualVQ
+from tune_codec.config import make_config
+from tune_codec.data.segments import CodecData, Segments
+from tune_codec.errors import ConfigError
+from tune_codec.report import report
+from tune_codec.report.report import BY_CODEBOOKS
+from tune_codec.training.checkpoint import load_state
+from tune_codec.training.schedule import lr_factor
+from tune_codec.training.train import train
 
 from .conftest import TINY, as_segments, runs_of, space_file, tones
 
@@ -159,7 +161,7 @@ def test_random_crops_stay_inside_their_file(tmp_path):
 
 
 def test_the_split_gives_each_segment_its_files_room(audio_dir, tmp_path):
-    from tune_codec.data import load_data
+    from tune_codec.data.segments import load_data
 
     data = load_data(audio_dir, make_config({"sample_rate": 8000, "segment_seconds": 0.25}), tmp_path / "c")
     for part in (data.train, data.valid):

@@ -17,10 +17,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tune_codec.tracking import resolve_tracking_uri
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver",
+    ),
+]
 
 
 def free_port() -> int:

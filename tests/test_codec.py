@@ -3,8 +3,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from tune_codec import codec
-from tune_codec.corpus import decode as read_audio
+from tune_codec.data.corpus import decode as read_audio
+from tune_codec.evaluation import codes as codec
 
 from .conftest import write_speechlike
 

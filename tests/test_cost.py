@@ -3,8 +3,9 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tune_codec import report, run, tracking
-from tune_codec.cost import COST, parse_budget
+from tune_codec import run, tracking
+from tune_codec.report import report
+from tune_codec.search.cost import COST, parse_budget
 from tune_codec.tracking import resolve_tracking_uri
 
 from .conftest import SMOKE

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import tune_codec.corpus as corpus_mod
+import tune_codec.data.corpus as corpus_mod
 from tune_codec.config import make_config
-from tune_codec.corpus import AUDIO, META, DataError, decode, load_corpus
-from tune_codec.data import load_data, split
+from tune_codec.data.corpus import AUDIO, META, decode, load_corpus
+from tune_codec.data.segments import load_data, split
+from tune_codec.errors import DataError
 
 from .conftest import TINY, write_speechlike
 
@@ -157,7 +158,7 @@ def _flac_bytes(path):
 
 
 def test_every_usable_kind_of_file_trains_and_every_other_is_skipped_with_its_reason(tmp_path, caplog):
-    from tune_codec.train import train
+    from tune_codec.training.train import train
 
     root = tmp_path / "corpus"
     root.mkdir()

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tune_codec import evaluate, opus
+from tune_codec.codec.losses import CodecLoss
 from tune_codec.config import make_config
-from tune_codec.data import is_valid_file
-from tune_codec.losses import CodecLoss
+from tune_codec.data.segments import is_valid_file
+from tune_codec.evaluation import evaluate, opus
 
 from .conftest import speechlike
 
@@ -122,7 +122,9 @@ def test_the_real_speech_corpus_is_built_with_a_held_out_split_by_file(tmp_path)
     script = [sys.executable, str(ROOT / "scripts" / "make_speech_corpus.py")]
     done = subprocess.run([*script, "--out", str(tmp_path / "speech")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    prompts = sorted(SOUNDS.rglob("*.g722"))
+    prompts = sorted(p for p in SOUNDS.rglob("*.g722") if p.relative_to(SOUNDS).parts[0].endswith("_Allison"))
+    unseen = sorted((tmp_path / "speech" / "unseen").rglob("*.flac"))  # other voices, if installed
+    assert len(unseen) == len(list(SOUNDS.rglob("*.g722"))) - len(prompts)
     train, heldout = (sorted((tmp_path / "speech" / side).rglob("*.flac")) for side in ("train", "heldout"))
     assert len(train) + len(heldout) == len(prompts) and 0.1 < len(heldout) / len(prompts) < 0.2
     assert not {p.relative_to(tmp_path / "speech" / "train") for p in train} & {

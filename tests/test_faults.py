@@ -7,16 +7,21 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from tune_codec import run, tracking
+from tune_codec.search.trial import TRIAL_ATTR, MlflowTrials
 
 from .conftest import ENV, SMOKE, free_port, runs_of, space_file, wait_for, write_speechlike
+
+pytestmark = pytest.mark.slow  # real processes killed, servers stopped, searches resumed
 
 SLOW = dict(config={"num_epochs": 6, "max_steps_per_epoch": 40}, trials=3)  # long enough to hit mid-trial
 EPOCHS = [1, 2, 3, 4, 5, 6]
@@ -50,6 +55,31 @@ def search(flags, space, *extra) -> list[str]:
     return ["--space", str(space), *flags, *extra]
 
 
+def assert_the_study_went_on(journal: Path, children) -> None:
+    """The resumed search told its Optuna study each trial once: one COMPLETE trial per MLflow run, and
+    none left RUNNING (one the killed driver had asked for is failed)."""
+    study = optuna.load_study(study_name="slow", storage=JournalStorage(JournalFileBackend(str(journal))))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.user_attrs[TRIAL_ATTR] for t in complete) == sorted(
+        c.data.tags["trial_id"] for c in children
+    )
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+
+
+def on_first_result(monkeypatch, epoch: int, act) -> None:
+    """act(result) when the driver gets the search's first result of `epoch`, before it logs it: a fault
+    at a chosen point of the search, the same on a fast machine and a loaded one."""
+    log_result, done = MlflowTrials.on_trial_result, set()
+
+    def acting_first(self, iteration, trials, trial, result, **info):
+        if result.get("epoch") == epoch and epoch not in done:
+            done.add(epoch)
+            act(result)
+        return log_result(self, iteration, trials, trial, result, **info)
+
+    monkeypatch.setattr(MlflowTrials, "on_trial_result", acting_first)
+
+
 def assert_all_finished_each_epoch_once(client, children, count=3):
     assert len(children) == count
     for child in children:
@@ -79,6 +109,7 @@ def test_a_killed_driver_resumes_with_the_same_runs_and_checkpoints(
     assert parent.info.run_id == parents_before[0].info.run_id and parent.info.status == "FINISHED"
     assert {c.info.run_id for c in children_before} <= {c.info.run_id for c in children}
     assert_all_finished_each_epoch_once(client, children)
+    assert_the_study_went_on(tmp_path / "optuna.journal", children)
     for trial_dir in (p for p in folder.iterdir() if (p / "result.json").exists()):
         (checkpoint,) = trial_dir.glob("checkpoint_*")  # one kept, complete
         assert torch.load(checkpoint / "last.pt", weights_only=False)["epoch"] == 6
@@ -116,18 +147,19 @@ def test_a_driver_killed_before_tune_saved_a_new_trial_resumes_with_one_run_per_
     (parent,), children = runs_of(client)
     assert parent.info.status == "FINISHED"
     assert_all_finished_each_epoch_once(client, children)  # exactly one run per trial
+    assert_the_study_went_on(tmp_path / "optuna.journal", children)
 
 
 @pytest.mark.parametrize("max_failures", [1, 0])
 def test_a_trial_whose_worker_dies_is_retried_from_its_checkpoint_or_failed(
-    max_failures, ray_local, search_env, tmp_path, capsys
+    max_failures, ray_local, search_env, tmp_path, capsys, monkeypatch
 ):
     flags, client = search_env
     slow = space_file(tmp_path, "slow", **SLOW)
     folder = tmp_path / "ray_results" / "slow"
     killed = {}
 
-    def kill_a_worker():  # as the kernel's OOM killer would
+    def kill_a_worker():  # as the kernel's OOM killer would, once Tune has the epoch-2 checkpoint
         killed.update(wait_for(lambda: reaching(folder, 2), 240, "a trial's second epoch"))
         os.kill(killed["pid"], signal.SIGKILL)
 
@@ -168,23 +200,16 @@ def test_mlflow_unreachable_at_start_is_an_error_before_any_trial(search_env, tm
     assert not (tmp_path / "ray_results" / "smoke").exists()
 
 
-def test_mlflow_going_away_mid_search_loses_no_update(ray_local, search_env, server, tmp_path, capsys):
+def test_mlflow_going_away_mid_search_loses_no_update(
+    ray_local, search_env, server, tmp_path, capsys, monkeypatch
+):
     flags, _ = search_env
-    slower = space_file(tmp_path, "slow", config={"num_epochs": 6, "max_steps_per_epoch": 80}, trials=3)
-    folder = tmp_path / "ray_results" / "slow"
-
-    def outage():
-        wait_for(lambda: reaching(folder, 1), 240, "a trial's first epoch")
-        server.stop()
-        time.sleep(2)
-        server.start()
-
-    thread = threading.Thread(target=outage, daemon=True)
-    thread.start()
-    assert run.main(search(with_uri(flags, server.uri), slower)) == 0
-    thread.join(timeout=120)
-    err = capsys.readouterr().err  # back mid-search ("back after N s") or at the end, as the machine allows
-    assert "unreachable" in err and "queued updates sent" in err
+    # down from the first epoch-1 result to the first epoch-4 one: back mid-search
+    on_first_result(monkeypatch, 1, lambda result: server.stop())
+    on_first_result(monkeypatch, 4, lambda result: server.start())
+    assert run.main(search(with_uri(flags, server.uri), space_file(tmp_path, "slow", **SLOW))) == 0
+    err = capsys.readouterr().err
+    assert err.count("unreachable") == 1 and "queued updates sent" in err
     client = MlflowClient(server.uri)
     (parent,), children = runs_of(client)
     assert parent.info.status == "FINISHED" and "best_snr_db" in parent.data.metrics
@@ -202,14 +227,13 @@ def test_mlflow_down_at_the_end_keeps_updates_for_resume(
     flags = with_uri(search_env[0], server.uri)
     slow = space_file(tmp_path, "slow", **SLOW)
     folder = tmp_path / "ray_results" / "slow"
-    threading.Thread(
-        target=lambda: wait_for(lambda: reaching(folder, 2), 240, "epoch 2") and server.stop(), daemon=True
-    ).start()
+    on_first_result(monkeypatch, 2, lambda result: server.stop())  # and not back before the end
     assert run.main(search(flags, slow)) == 1  # trained, but not all of it is in MLflow yet
     err = capsys.readouterr().err
     assert "still unreachable" in err and "--resume" in err
     assert tracking.read_state(tracking.state_path(folder))["pending"]
 
+    monkeypatch.undo()
     server.start()
     assert run.main(search(flags, slow, "--resume")) == 0
     assert "queued updates sent" in capsys.readouterr().err

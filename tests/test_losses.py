@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from tune_codec.codec.losses import CodecLoss
 from tune_codec.config import ADVERSARIAL, LOSS_WEIGHTS, make_config
-from tune_codec.losses import CodecLoss
 
 
 def test_every_loss_is_zero_on_identical_inputs(tiny_config):

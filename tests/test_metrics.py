@@ -70,3 +70,22 @@ def test_pesq_and_stoi_top_out_on_a_copy_and_fall_with_noise(rate):
 def test_pesq_that_finds_no_speech_is_nan_not_an_error():
     silence = torch.zeros(16000).numpy()
     assert math.isnan(perceptual(silence, silence, 16000)["pesq"])
+
+
+@pytest.mark.slow  # trains with a discriminator: 18-27 s on the loaded 2-core machine
+def test_the_debug_block_shows_every_trained_term_the_discriminators_too(audio_dir, tmp_path, capsys):
+    import train_codec
+
+    from .test_cli import tiny_flags
+
+    flags = tiny_flags(
+        num_epochs=1, max_steps_per_epoch=2, adv_weight=1.0, discriminators="mpd", disc_channels=4
+    )
+    base = ["--data_dir", str(audio_dir), "--cache_dir", str(tmp_path / "cache"), "--tracking_uri"]
+    base += [str(tmp_path / "mlflow.db"), "--checkpoint_dir", str(tmp_path / "ckpt")]
+    assert train_codec.main([*base, *flags]) == 0
+    block = capsys.readouterr().out.split("  SI-SDR", 1)[1]
+    lines = {line.split()[0]: line for line in block.splitlines() if line.startswith("  ")}
+    assert lines["rec/l1"].endswith(" x 1") and lines["amp/rms"].endswith(" x 10")  # trained, with weights
+    assert {"adv/gen", "adv/feat", "disc/total", "disc/mpd"} <= lines.keys()  # the adversarial terms, on
+    assert "rec/mel" not in lines and "rec/mel " in lines["logged"]  # weight 0: logged only, on one line

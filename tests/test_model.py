@@ -1,7 +1,7 @@
 import torch
 
+from tune_codec.codec.model import Codec
 from tune_codec.config import make_config
-from tune_codec.model import Codec
 
 
 def test_output_shape_equals_input_shape_and_codes_are_per_frame(tiny_config):

@@ -1,6 +1,6 @@
 import torch
 
-from tune_codec.quantize import Codebook, ResidualVQ, kmeans
+from tune_codec.codec.quantize import Codebook, ResidualVQ, kmeans
 
 
 def clustered(n=512, dim=4, k=8, seed=0):

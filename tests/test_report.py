@@ -2,9 +2,10 @@ import re
 
 import pytest
 
-from tune_codec import evaluate, report
-from tune_codec.cost import COST, dollars
-from tune_codec.summary import cell
+from tune_codec.cli import cell
+from tune_codec.evaluation import evaluate
+from tune_codec.report import report
+from tune_codec.search.cost import COST, dollars
 
 FILES = {"report.html", "report.txt", "history.png", "parallel.png", "best_vs_fields.png", "importances.png"}
 

@@ -6,7 +6,7 @@ import shutil
 from ray.tune.experiment.trial import _TrainingRunMetadata
 
 from tune_codec import tracking
-from tune_codec.resume import repair_checkpoints
+from tune_codec.search.repair import repair_checkpoints
 
 
 def named_checkpoints(folder):

@@ -3,8 +3,10 @@ import pytest
 import torch
 import yaml
 
-from tune_codec import cluster, report, run, summary, trial
+from tune_codec import run
 from tune_codec.config import make_config
+from tune_codec.report import report
+from tune_codec.search import cluster, summary, trial
 
 from .conftest import SMOKE, runs_of, space_file
 

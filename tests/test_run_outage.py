@@ -1,37 +1,34 @@
 """A single training run survives what a search survives: its MLflow server killed mid-run, back before
 the end or only after it. A real `mlflow server`, real training."""
 
-import json
-import threading
-
+import pytest
 from mlflow.tracking import MlflowClient
 
 import train_codec
 from tune_codec import tracking
+from tune_codec.training import train
 
-from .conftest import wait_for
 from .test_cli import tiny_flags
+
+pytestmark = pytest.mark.slow  # real processes killed, servers stopped, searches resumed
 
 EPOCHS = [1, 2, 3, 4, 5, 6]
 
 
-def reached(checkpoint_dir, epoch: int) -> bool:
-    try:
-        return json.loads((checkpoint_dir / "metrics.json").read_text())["epoch"] >= epoch
-    except (OSError, ValueError):
-        return False
+def outage(monkeypatch, server, stop_after: int, start_after: int | None = None) -> None:
+    """The server stopped right after epoch `stop_after`'s checkpoint (before its report), and started
+    again after epoch `start_after`'s: at chosen points of the run, whatever the machine's speed."""
+    end_epoch = train.end_epoch
 
-
-def kill_at_epoch_2(server, checkpoint_dir, restart: bool) -> threading.Thread:
-    def outage():
-        wait_for(lambda: reached(checkpoint_dir, 2), 240, "epoch 2")
-        server.stop()
-        if restart:
+    def end_epoch_with_outage(state, *args):
+        metrics = end_epoch(state, *args)
+        if state.epoch == stop_after:
+            server.stop()
+        if state.epoch == start_after:
             server.start()
+        return metrics
 
-    thread = threading.Thread(target=outage, daemon=True)
-    thread.start()
-    return thread
+    monkeypatch.setattr(train, "end_epoch", end_epoch_with_outage)
 
 
 def assert_logged_once_and_finished(server):
@@ -43,7 +40,7 @@ def assert_logged_once_and_finished(server):
 
 
 def test_a_run_whose_mlflow_server_dies_and_comes_back_keeps_training_and_loses_nothing(
-    audio_dir, server, tmp_path, capsys
+    audio_dir, server, tmp_path, capsys, monkeypatch
 ):
     ckpt = tmp_path / "ckpt"
     flags = [
@@ -54,9 +51,8 @@ def test_a_run_whose_mlflow_server_dies_and_comes_back_keeps_training_and_loses_
         "--checkpoint_dir",
         str(ckpt),
     ]
-    thread = kill_at_epoch_2(server, ckpt, restart=True)
+    outage(monkeypatch, server, stop_after=2, start_after=4)  # epochs 2 and 3 reported to no server
     assert train_codec.main([*flags, "--tracking_uri", server.uri, *tiny_flags(num_epochs=6)]) == 0
-    thread.join(timeout=120)
     err = capsys.readouterr().err
     assert err.count("unreachable (") == 1 and "training goes on" in err  # said once
     assert "queued updates sent" in err
@@ -73,7 +69,7 @@ def test_a_run_whose_mlflow_server_stays_down_keeps_its_updates_for_resume(
         "--data_dir", str(audio_dir), "--cache_dir", str(tmp_path / "cache"), "--checkpoint_dir", str(ckpt),
         "--tracking_uri", server.uri, *tiny_flags(num_epochs=6),
     ]  # fmt: skip
-    kill_at_epoch_2(server, ckpt, restart=False).join(timeout=0)
+    outage(monkeypatch, server, stop_after=2)
     assert train_codec.main(flags) == 1  # trained to the end, but not all of it is in MLflow
     out, err = capsys.readouterr()
     assert "done: best SNR" in out
@@ -81,6 +77,7 @@ def test_a_run_whose_mlflow_server_stays_down_keeps_its_updates_for_resume(
     assert f"kept in {run_file}" in err and f"--resume --checkpoint_dir {ckpt}" in err
     assert tracking.read_state(run_file)["pending"]
 
+    monkeypatch.undo()
     server.start()
     assert train_codec.main([*flags, "--resume"]) == 0
     assert "queued updates sent" in capsys.readouterr().err

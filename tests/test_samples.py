@@ -4,7 +4,7 @@ import re
 import numpy as np
 import soundfile as sf
 
-from tune_codec.samples import PAGE, SPECTROGRAM, WAVEFORM, log_power, write_samples
+from tune_codec.training.samples import PAGE, SPECTROGRAM, WAVEFORM, log_power, write_samples
 
 from .conftest import tones
 

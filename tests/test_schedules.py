@@ -9,11 +9,14 @@ import yaml
 from ray.tune.schedulers.pb2 import PB2
 
 import train_codec
-from tune_codec import report, run, search, summary
+from tune_codec import run
 from tune_codec.config import FIELDS, make_config
-from tune_codec.population import population_scheduler
-from tune_codec.schedule import compress, describe, load_schedule, write_schedule
-from tune_codec.space import load_space, parse_space
+from tune_codec.report import report
+from tune_codec.search import driver as search
+from tune_codec.search import summary
+from tune_codec.search.population import population_scheduler
+from tune_codec.search.space import load_space, parse_space
+from tune_codec.training.schedule import compress, describe, load_schedule, write_schedule
 
 from .conftest import TINY, runs_of, space_file
 

@@ -4,8 +4,9 @@ import pytest
 import yaml
 
 from tune_codec.config import FIELDS, make_config
-from tune_codec.space import SpaceError, load_space, parse_space, to_optuna
-from tune_codec.stopping import StopRules
+from tune_codec.errors import SpaceError
+from tune_codec.search.space import load_space, parse_space, to_optuna
+from tune_codec.search.stopping import StopRules
 
 SPACES = sorted((Path(__file__).parent.parent / "search_spaces").glob("*.yaml"))
 GOOD = {"search": {"rms_weight": {"loguniform": [1, 100]}}}
@@ -121,7 +122,7 @@ def test_settings_and_fixed_values_are_applied():
             "start[0]: must give exactly the searched fields rms_weight",
         ),
         ({**GOOD, "start": [{"rms_weight": -1}]}, "start[0]: rms_weight=-1.0 must be >= 0"),
-        ({**GOOD, "base": "gpu"}, "base: config 'gpu' is neither a named config (cpu-demo, speech16k-8kbps"),
+        ({**GOOD, "base": "gpu"}, "base: config 'gpu' is neither a named config (cpu-demo, cpu-freq-6kbps"),
         (
             {**GOOD, "scheduler": "pbt", "search": {"adv_weight": {"uniform": [0, 1]}}},
             "search.adv_weight: pbt changes the searched fields during training, and adv_weight is built",

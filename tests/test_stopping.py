@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from tune_codec.stopping import REASON, SCORE, StopRules, judge, stop_reason
+from tune_codec.names import REASON, SCORE
+from tune_codec.search.stopping import StopRules, judge, stop_reason
 
 RULES = StopRules(grace_epochs=2, range_ratio=(0.5, 2.0), min_perplexity=2.0, penalty_db=-30.0)
 

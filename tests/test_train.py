@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from tune_codec.checkpoint import BEST, LAST, SAMPLES, load_codec, load_state
-from tune_codec.data import CodecData
-from tune_codec.train import train
+from tune_codec.data.segments import CodecData
+from tune_codec.names import BEST, LAST, SAMPLES
+from tune_codec.training.checkpoint import load_codec, load_state
+from tune_codec.training.train import train
 
 
 def test_tiny_training_reports_finite_falling_loss_and_writes_checkpoints(tiny_config, tiny_data, tmp_path):

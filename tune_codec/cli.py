@@ -1,43 +1,25 @@
-"""What the command lines share: every flag accepted with - or _ between its words."""
+"""What the command lines share: every flag in both spellings (- or _ between its words), tables as text."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 
-SPELLING = "Each flag may also be spelled with - for _ or _ for - (--data-dir is --data_dir)."
-
-
-def option_strings(parser: argparse.ArgumentParser) -> set[str]:
-    """The parser's flags and those of its subcommands."""
-    found = set()
-    for action in parser._actions:
-        found.update(action.option_strings)
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                found |= option_strings(sub)
-    return found
+def flag(name: str) -> tuple[str, ...]:
+    """A --flag's option strings: as written and with - for _ or _ for - (--data-dir, --data_dir)."""
+    words = name[2:]
+    other = "--" + (words.replace("_", "-") if "_" in words else words.replace("-", "_"))
+    return (name,) if other == name else (name, other)
 
 
-def respell(argv: list[str], known: set[str]) -> list[str]:
-    """argv with each --flag that is not known but whose other spelling is, written that way."""
-    out = []
-    for i, arg in enumerate(argv):
-        if arg == "--":  # what follows is not flags
-            return out + argv[i:]
-        flag, eq, value = arg.partition("=")
-        if flag.startswith("--") and flag not in known:
-            words = flag[2:]
-            for other in (f"--{words.replace('-', '_')}", f"--{words.replace('_', '-')}"):
-                if other in known:
-                    flag = other
-                    break
-        out.append(flag + eq + value)
-    return out
+def cell(value) -> str:
+    """A table cell: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """parser.parse_args(argv), each flag accepted in either spelling; --help says so."""
-    parser.epilog = f"{parser.epilog}\n{SPELLING}" if parser.epilog else SPELLING
-    argv = sys.argv[1:] if argv is None else list(argv)
-    return parser.parse_args(respell(argv, option_strings(parser)))
+def format_table(rows: list[dict]) -> str:
+    """Rows as aligned text columns; keys starting with _ are not shown."""
+    columns = [k for k in rows[0] if not k.startswith("_")]
+    cells = [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
+import importlib
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-
-class UsageError(ValueError):
-    """An error the user caused (a bad flag, file, space or setting): the command lines print it as one
-    line and exit 2. Anything else keeps its traceback."""
-
-
-class ConfigError(UsageError):
-    """A config value that is not allowed; the message names the field and what is allowed."""
-
+from tune_codec.cli import flag
+from tune_codec.errors import ConfigError
+from tune_codec.files import read_yaml
+from tune_codec.names import BEST_METRICS, PERCEPTUAL
 
 # Loss term name -> the Config field that weights it (the one place the names meet).
 LOSS_WEIGHTS = {
@@ -37,76 +32,94 @@ ADVERSARIAL = ("adv/gen", "adv/feat")
 DISCRIMINATORS = ("msstft", "mpd")  # EnCodec's multi-scale STFT, HiFi-GAN's multi-period
 ADV_LOSSES = ("hinge", "lsq")
 LR_DECAYS = ("none", "exponential", "cosine")
-
-# The validation metrics a run keeps the best epoch of (higher is better); PESQ and STOI are scored on
-# perceptual_segments segments.
-BEST_METRICS = ("val/snr_db", "val/si_sdr_db", "val/pesq", "val/stoi")
-PERCEPTUAL = ("val/pesq", "val/stoi")
-
-
-def best_key(metric: str) -> str:
-    """The running best of a validation metric, as logged: val/pesq -> val/best_pesq."""
-    return metric.replace("val/", "val/best_", 1)
+# The built-in models -> their size fields. A config naming one model may not set another's away from its
+# default (it would do nothing); a user's codec (package.module:factory) may read any field.
+MODEL_SIZES = {"seanet": ("channels", "residual_layers"), "freq": ("freq_width", "freq_depth", "n_fft")}
+FACTORY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")  # package.module:factory
 
 
-def at_codebooks(metric: str, n: int) -> str:
-    """A validation metric scored from the first n codebooks: val/snr_db -> val/codebooks_2/snr_db."""
-    return metric.replace("val/", f"val/codebooks_{n}/", 1)
+def doc(default, help: str):
+    """A field's default with its one description (unit, why), which --help shows."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
 class Config:
     # data
-    sample_rate: int = 16000  # Hz; audio is resampled to this
-    segment_seconds: float = 0.5  # length of one training example
-    random_crop: bool = False  # new cuts each epoch: every segment moved up to half its length in its file
-    gain_db: float = 0.0  # random gain per training segment, in +-gain_db dB (peak kept below 1); 0 = off
-    valid_fraction: float = 0.1  # share of files held out for validation (split by file)
-    valid_max_seconds: float = 600.0  # cap on the validation audio (whole files, fixed order); 0 = no cap
-    perceptual_segments: int = 16  # validation segments PESQ and STOI score each epoch, as one clip; 0 = off
-    best_metric: str = "val/snr_db"  # best.pt keeps the epoch where this is highest (one of BEST_METRICS)
-    silence_db: float = -45.0  # segments with RMS below this (dBFS) are dropped
-    # model (SEANet-style encoder/decoder)
-    channels: int = 16  # width of the first conv; doubles at each stride
-    strides: tuple[int, ...] = (2, 4, 8)  # downsampling per block; hop = product
-    residual_layers: int = 1  # residual units per block, dilations 1, 2, 4 ... (EnCodec's SEANet)
-    latent_dim: int = 64  # dimension of each latent frame (and of each codeword)
+    sample_rate: int = doc(16000, "Hz; audio is resampled to this")
+    segment_seconds: float = doc(0.5, "length of one training example")
+    random_crop: bool = doc(
+        False, "new cuts each epoch: every segment moved up to half its length in its file"
+    )
+    gain_db: float = doc(
+        0.0, "random gain per training segment, in +-gain_db dB (peak kept below 1); 0 = off"
+    )
+    valid_fraction: float = doc(0.1, "share of files held out for validation (split by file)")
+    valid_max_seconds: float = doc(
+        600.0, "cap on the validation audio (whole files, fixed order); 0 = no cap"
+    )
+    perceptual_segments: int = doc(
+        16, "validation segments PESQ and STOI score each epoch, as one clip; 0 = off"
+    )
+    best_metric: str = doc(
+        "val/snr_db", "best.pt keeps the epoch where this is highest (one of BEST_METRICS)"
+    )
+    silence_db: float = doc(-45.0, "segments with RMS below this (dBFS) are dropped")
+    # model: which codec, and its size (a size field of a model not chosen must keep its default)
+    model: str = doc(
+        "seanet",
+        "seanet (convolutions at the sample rate), freq (STFT frames, ConvNeXt at the frame rate, an "
+        "iSTFT head), or package.module:factory (your own codec, README 'Your own codec')",
+    )
+    channels: int = doc(16, "seanet: width of the first conv; doubles at each stride")
+    strides: tuple[int, ...] = doc(
+        (2, 4, 8), "seanet: downsampling per block; every model's hop (samples per frame) = product"
+    )
+    residual_layers: int = doc(1, "seanet: residual units per block, dilations 1, 2, 4 ... (EnCodec's)")
+    freq_width: int = doc(128, "freq: channels of the ConvNeXt blocks")
+    freq_depth: int = doc(4, "freq: ConvNeXt blocks in the encoder, and as many in the decoder")
+    n_fft: int = doc(256, "freq: STFT size, a multiple of the hop and at least 2 hops (Vocos: 4)")
+    latent_dim: int = doc(64, "dimension of each latent frame (and of each codeword)")
     # residual vector quantizer
-    n_codebooks: int = 4  # residual stages
-    codebook_size: int = 256  # codewords per stage; bits per code = log2(size), rounded up
-    ema_decay: float = 0.9  # EMA rate of the codebook updates; short runs need it fast
-    dead_code_threshold: float = 1.0  # codes with EMA usage (vectors per batch) below this are restarted
-    kmeans_iters: int = 10  # k-means steps for the codebook init on the first batch
-    quantizer_dropout: float = 0.0  # share of training segments decoded from a random 1..n_codebooks stages
+    n_codebooks: int = doc(4, "residual stages")
+    codebook_size: int = doc(256, "codewords per stage; bits per code = log2(size), rounded up")
+    ema_decay: float = doc(0.9, "EMA rate of the codebook updates; short runs need it fast")
+    dead_code_threshold: float = doc(1.0, "codes with EMA usage (vectors per batch) below this are restarted")
+    kmeans_iters: int = doc(10, "k-means steps for the codebook init on the first batch")
+    quantizer_dropout: float = doc(
+        0.0, "share of training segments decoded from a random 1..n_codebooks stages"
+    )
     # loss weights (0 = computed and logged, not trained on)
-    l1_weight: float = 1.0  # time-domain L1
-    mel_weight: float = 0.0  # multi-scale log-mel distance ("perceptual")
-    rms_weight: float = 10.0  # (RMS(out) - RMS(in))^2 per segment
-    peak_weight: float = 5.0  # (max|out| - max|in|)^2 per segment
-    commit_weight: float = 1.0  # VQ commitment, encoder pulled to its codes
-    stft_weight: float = 0.0  # multi-resolution STFT: spectral convergence + log-magnitude L1
-    adv_weight: float = 0.0  # adv/gen, the decoder fooling the discriminators; > 0 builds them
-    feat_weight: float = 0.0  # adv/feat, L1 of discriminator features, input vs output; > 0 builds them
-    balancer: bool = False  # weights become shares of one gradient norm at the output (EnCodec's balancer)
+    l1_weight: float = doc(1.0, "time-domain L1")
+    mel_weight: float = doc(0.0, 'multi-scale log-mel distance ("perceptual")')
+    rms_weight: float = doc(10.0, "(RMS(out) - RMS(in))^2 per segment")
+    peak_weight: float = doc(5.0, "(max|out| - max|in|)^2 per segment")
+    commit_weight: float = doc(1.0, "VQ commitment, encoder pulled to its codes")
+    stft_weight: float = doc(0.0, "multi-resolution STFT: spectral convergence + log-magnitude L1")
+    adv_weight: float = doc(0.0, "adv/gen, the decoder fooling the discriminators; > 0 builds them")
+    feat_weight: float = doc(0.0, "adv/feat, L1 of discriminator features, input vs output; > 0 builds them")
+    balancer: bool = doc(
+        False, "weights become shares of one gradient norm at the output (EnCodec's balancer)"
+    )
     # discriminators (built when adv_weight or feat_weight > 0)
-    discriminators: str = "msstft,mpd"  # msstft (multi-scale STFT), mpd (multi-period), or both
-    disc_channels: int = 16  # width of the discriminators' first layers
-    adv_loss: str = "hinge"  # hinge or lsq (least squares)
-    adv_start_epoch: int = 1  # first epoch that trains the discriminators and uses their losses
+    discriminators: str = doc("msstft,mpd", "msstft (multi-scale STFT), mpd (multi-period), or both")
+    disc_channels: int = doc(16, "width of the discriminators' first layers")
+    adv_loss: str = doc("hinge", "hinge or lsq (least squares)")
+    adv_start_epoch: int = doc(1, "first epoch that trains the discriminators and uses their losses")
     # optimisation
-    batch_size: int = 16  # segments per step
-    num_epochs: int = 100  # passes over the training segments
-    learning_rate: float = 1e-3  # AdamW, codec and discriminators
-    adam_beta1: float = 0.9  # AdamW's first-moment decay (EnCodec 0.5, DAC 0.8)
-    adam_beta2: float = 0.999  # AdamW's second-moment decay (EnCodec 0.9, DAC 0.99)
-    weight_decay: float = 0.0  # AdamW's decoupled weight decay
-    lr_warmup_steps: int = 0  # steps of linear warm-up from 0 to learning_rate
-    lr_decay: str = "none"  # none, exponential or cosine, over all num_epochs' steps
-    lr_final: float = 0.1  # learning rate at the last step, a share of learning_rate (with lr_decay)
-    grad_clip: float = 1.0  # max gradient norm; 0 = off
-    max_steps_per_epoch: int = 0  # 0 = a full pass; >0 caps an epoch (quick trials)
-    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    seed: int = 0  # model init, shuffling, codebook restarts
+    batch_size: int = doc(16, "segments per step")
+    num_epochs: int = doc(100, "passes over the training segments")
+    learning_rate: float = doc(1e-3, "AdamW, codec and discriminators")
+    adam_beta1: float = doc(0.9, "AdamW's first-moment decay (EnCodec 0.5, DAC 0.8)")
+    adam_beta2: float = doc(0.999, "AdamW's second-moment decay (EnCodec 0.9, DAC 0.99)")
+    weight_decay: float = doc(0.0, "AdamW's decoupled weight decay")
+    lr_warmup_steps: int = doc(0, "steps of linear warm-up from 0 to learning_rate")
+    lr_decay: str = doc("none", "none, exponential or cosine, over all num_epochs' steps")
+    lr_final: float = doc(0.1, "learning rate at the last step, a share of learning_rate (with lr_decay)")
+    grad_clip: float = doc(1.0, "max gradient norm; 0 = off")
+    max_steps_per_epoch: int = doc(0, "0 = a full pass; >0 caps an epoch (quick trials)")
+    bf16: bool = doc(True, "bf16 autocast on CUDA (ignored on CPU)")
+    seed: int = doc(0, "model init, shuffling, codebook restarts")
 
     def __post_init__(self):
         problems = _problems(self)
@@ -163,6 +176,8 @@ def _problems(c: Config) -> list[str]:
         (c.valid_max_seconds >= 0, "valid_max_seconds", ">= 0"),
         (c.perceptual_segments >= 0, "perceptual_segments", ">= 0"),
         (c.channels >= 1, "channels", ">= 1"),
+        (c.freq_width >= 1, "freq_width", ">= 1"),
+        (c.freq_depth >= 0, "freq_depth", ">= 0"),
         (len(c.strides) >= 1 and all(s >= 1 for s in c.strides), "strides", "ints >= 1"),
         (c.residual_layers >= 0, "residual_layers", ">= 0"),
         (c.latent_dim >= 1, "latent_dim", ">= 1"),
@@ -194,6 +209,8 @@ def _problems(c: Config) -> list[str]:
         ),
     ]
     problems = [f"{name}={getattr(c, name)!r} must be {rule}" for ok, name, rule in checks if not ok]
+    if not problems:  # the hop is known
+        problems += model_problems(c)
     if c.best_metric not in BEST_METRICS:
         problems.append(f"best_metric={c.best_metric!r} must be one of {', '.join(BEST_METRICS)}")
     elif c.best_metric in PERCEPTUAL and not c.perceptual_segments:
@@ -202,6 +219,60 @@ def _problems(c: Config) -> list[str]:
         f"{w}={getattr(c, w)!r} must be >= 0" for w in LOSS_WEIGHTS.values() if not getattr(c, w) >= 0
     ]
     return problems
+
+
+def model_problems(c: Config) -> list[str]:
+    """What is wrong with the model a config names and its size fields."""
+    if c.model not in MODEL_SIZES:
+        try:
+            codec_factory(c.model)
+        except ConfigError as e:
+            return [str(e)]
+        return []
+    problems = [
+        f"{name}={getattr(c, name)!r} is a size field of model {other}, not of {c.model} (whose size "
+        f"fields are {', '.join(MODEL_SIZES[c.model])}); leave it out"
+        for other, names in MODEL_SIZES.items()
+        if other != c.model
+        for name in names
+        if getattr(c, name) != FIELDS[name].default
+    ]
+    if c.model == "freq" and (c.n_fft % c.hop or c.n_fft < 2 * c.hop):
+        problems.append(
+            f"n_fft={c.n_fft} must be a multiple of the hop ({c.hop}, the product of strides) and at least "
+            f"2 hops: {', '.join(str(k * c.hop) for k in (2, 3, 4))}, ..."
+        )
+    return problems
+
+
+def size_owner(name: str) -> str | None:
+    """The built-in model whose size field `name` is, if any."""
+    return next((model for model, names in MODEL_SIZES.items() if name in names), None)
+
+
+def for_model(params: dict) -> dict:
+    """A search's proposal with the size fields of the built-in models it does not choose at their
+    defaults: a search of `model` proposes every model's size fields in each trial, and only the chosen
+    model's apply (a user's codec keeps them all: it may read any field)."""
+    model = params.get("model")
+    if model not in MODEL_SIZES:
+        return params
+    others = [name for other, names in MODEL_SIZES.items() if other != model for name in names]
+    return {**params, **{name: FIELDS[name].default for name in others}}
+
+
+def codec_factory(model: str):
+    """The callable a `package.module:factory` model names (imported), or a ConfigError saying why not."""
+    if not FACTORY.fullmatch(model):
+        raise ConfigError(f"model={model!r} must be {', '.join(MODEL_SIZES)}, or package.module:factory")
+    module, name = model.split(":")
+    try:
+        found = getattr(importlib.import_module(module), name, None)
+    except ImportError as e:
+        raise ConfigError(f"model={model!r}: cannot import {module} ({e})") from None
+    if not callable(found):
+        raise ConfigError(f"model={model!r}: {module} has no callable {name}")
+    return found
 
 
 FIELDS = {f.name: f for f in fields(Config)}
@@ -227,8 +298,6 @@ def named_configs() -> list[str]:
 def load_config(name_or_path: str | Path, relative_to: Path | None = None) -> Config:
     """A named config (cpu-demo, speech16k-8kbps, ...) or a YAML file of config fields (a relative path
     from relative_to's folder when given); the defaults fill the fields it leaves out."""
-    from tune_codec.files import read_yaml  # files imports this module
-
     path = CONFIGS / f"{name_or_path}.yaml"
     if not path.is_file():
         path = Path(name_or_path)
@@ -276,22 +345,15 @@ def flag_text(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def field_help() -> dict[str, str]:
-    """Each field's trailing comment in this file: the one description, shown by --help."""
-    src = inspect.getsource(Config)
-    return dict(re.findall(r"^\s+(\w+): [^=]+= .*?#\s*(.+)$", src, flags=re.M))
-
-
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One --field flag per Config field, with the field's comment and default as help."""
     group = parser.add_argument_group("config (every field of the training config)")
-    notes = field_help()
     for name in FIELDS:
         default = getattr(DEFAULTS, name)
         group.add_argument(
-            f"--{name}",
+            *flag(f"--{name}"),
             metavar=type(default).__name__.upper(),
-            help=f"{notes.get(name, '')} (default: {flag_text(default)})",
+            help=f"{FIELDS[name].metadata['help']} (default: {flag_text(default)})",
         )
 
 

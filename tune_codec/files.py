@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tune_codec.config import UsageError
+from tune_codec.errors import UsageError
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:

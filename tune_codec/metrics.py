@@ -10,6 +10,8 @@ import torchaudio.functional as AF
 from pesq import pesq
 from pystoi import stoi
 
+from tune_codec.config import LOSS_WEIGHTS
+
 
 def snr_db(x: torch.Tensor, y: torch.Tensor) -> float:
     """10 log10(signal power / noise power) over all samples; y is the estimate of x."""
@@ -61,7 +63,7 @@ def codebook_metrics(codes: torch.Tensor, size: int) -> dict[str, float]:
 
 
 def debug_block(m: dict[str, float]) -> str:
-    """The validation printout, one number a line."""
+    """The validation printout, one number a line, then the epoch's training losses."""
     return "\n".join(
         [
             f"  input range     [{-m['val/in_range']:.4f}, {m['val/in_range']:.4f}]",
@@ -75,8 +77,33 @@ def debug_block(m: dict[str, float]) -> str:
             f"  mel distance    {m['val/mel_distance']:.3f}",
             f"  codebooks       perplexity {m['vq/perplexity']:.1f}, "
             f"{100 * m['vq/dead_fraction']:.0f}% codes unused",
+            *loss_lines(m),
         ]
     )
+
+
+def loss_lines(m: dict[str, float]) -> list[str]:
+    """The epoch's mean training losses: each term trained on, with its weight where the metrics carry it
+    (schedule/<field>; the adversarial terms are there only while the discriminators train, so only when
+    on), the discriminators' objectives (disc/*) and the balancer's gradient norms; weight-0 terms, only
+    logged, on one line."""
+    if "loss/total" not in m:
+        return []
+    lines, logged = [f"  {'loss':<16}{m['loss/total']:.4g} in all"], []
+    for term, field in LOSS_WEIGHTS.items():
+        if f"loss/{term}" not in m:
+            continue
+        value, weight = m[f"loss/{term}"], m.get(f"schedule/{field}")
+        if weight == 0:
+            logged.append(f"{term} {value:.4g}")
+        else:
+            lines.append(f"  {term:<16}{value:.4g}" + ("" if weight is None else f" x {weight:g}"))
+    lines += [f"  {k:<16}{v:.4g}" for k, v in m.items() if k.startswith("disc/")]
+    if norms := [f"{k.removeprefix('balancer/')} {v:.3g}" for k, v in m.items() if k.startswith("balancer/")]:
+        lines.append(f"  {'balancer norms':<16}{', '.join(norms)}")
+    if logged:
+        lines.append(f"  {'logged only':<16}{', '.join(logged)}")
+    return lines
 
 
 def perceptual(reference: np.ndarray, decoded: np.ndarray, rate: int) -> dict[str, float]:

@@ -18,9 +18,10 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
-from tune_codec.checkpoint import BEST, SAMPLES
-from tune_codec.config import Config, UsageError, flag_text
+from tune_codec.config import Config, flag_text
+from tune_codec.errors import UsageError
 from tune_codec.files import atomic_write
+from tune_codec.names import BEST, SAMPLES
 
 DEFAULT_DB = "mlflow.db"  # what `mlflow ui` opens when started in the same folder
 DEFAULT_EXPERIMENT = "tune-codec"

@@ -1,0 +1,306 @@
+"""The doctor on runs the trainer itself produces on the demo corpus (one failure config per finding), on the
+seed's pasted debug text, on a train_codec.py run in MLflow, and on the search it prescribes."""
+
+import contextlib
+import importlib.util
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+import train_codec
+from tune_codec.config import make_config, to_flags
+from tune_codec.data.segments import load_data
+from tune_codec.doctor import cli as doctor
+from tune_codec.doctor.findings import (
+    CODEBOOK,
+    DISC_LOSES,
+    DIVERGING,
+    FIXED,
+    LOUD,
+    MORE_STEPS,
+    QUIET,
+    SLOW,
+    THRESHOLDS,
+)
+from tune_codec.doctor.paste import parse
+from tune_codec.doctor.prescribe import prescribe, write_space
+from tune_codec.doctor.rules import diagnose
+from tune_codec.doctor.series import from_rows
+from tune_codec.metrics import debug_block
+from tune_codec.report import report
+from tune_codec.search.stopping import StopRules
+from tune_codec.tracking import resolve_tracking_uri
+from tune_codec.training.train import format_epoch, train
+
+from .conftest import TINY
+
+ROOT = Path(__file__).parent.parent
+# the original user's trainer's printout, as pasted (range ratio 0.20, SNR -0.19 dB)
+SEED = """
+       Input  range: [-1.012916, 1.010821]
+       Output range: [-0.151123, 0.204956]
+       Signal power: 0.06101952
+       Noise power:  0.06371628
+       SNR: -0.19 dB
+"""
+# TINY on the demo corpus, cut so that a run takes seconds: 10 steps an epoch, 4 s of validation audio
+FAST = {**TINY, "max_steps_per_epoch": 10, "valid_max_seconds": 4, "perceptual_segments": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny codec gains nothing from a second thread and loses much when the cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return load_data(None, make_config(FAST), tmp_path_factory.mktemp("cache"))
+
+
+def trained(demo, folder: Path, start=None, **changes):
+    """A train() run of FAST with changes on the demo corpus: its History as its reports say, and the
+    reports; start(config, folder) may write the last.pt it starts from."""
+    config, reports = make_config({**FAST, **changes}), []
+    if start:
+        start(config, folder)
+    train(
+        config,
+        demo,
+        lambda m, _: reports.append(m),
+        checkpoint_dir=folder,
+        resume_from=start and folder,
+        quiet=True,
+    )
+    return from_rows(reports, config), reports
+
+
+def names(findings) -> list[str]:
+    return [f.name for f in findings]
+
+
+def default_biases_start():
+    """benchmarks/amplitude_trap.py's start from PyTorch's default bias init (a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("amplitude_trap", ROOT / "benchmarks" / "amplitude_trap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.start_with_default_biases
+
+
+@pytest.fixture(scope="module")
+def seed_case(demo, tmp_path_factory):
+    """The seed's failure reproduced: L1 + VQ only (rms and peak 0) at learning rate 1e-5."""
+    return trained(
+        demo, tmp_path_factory.mktemp("seed"), rms_weight=0, peak_weight=0, learning_rate=1e-5, num_epochs=5
+    )
+
+
+def test_the_seeds_pasted_numbers_are_too_quiet(tmp_path, capsys):
+    (tmp_path / "seed.txt").write_text(SEED)
+    assert doctor.main([str(tmp_path / "seed.txt"), "--json"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    (quiet,) = run["findings"]
+    assert quiet["name"] == QUIET
+    assert f"val/range_ratio {0.204956 / 1.012916:.3g} at block 1 (below 0.5)" in quiet["evidence"]
+    assert "output peak 0.205 to the input's 1.01" in quiet["evidence"]
+    assert "val/snr_db -0.19" in quiet["evidence"]
+    assert quiet["fields"] == {"rms_weight": "up", "peak_weight": "up"}
+
+
+def test_pasted_lines_are_read_in_any_order_spacing_and_with_or_without_epochs():
+    pasted = parse(
+        "Epoch 7/100\nSNR:-0.19 dB\n  Output range:[-0.151123,0.204956]\nInput  range = [-1.01, 1.01]\n"
+        "Range ratio 0.20, RMS ratio 0.17\n\nEpoch 8/100 - loss: 0.07\nRMS ratio: 0.25\nrange ratio   0.3\n",
+        "pasted",
+    )
+    assert pasted.unit == "epoch" and pasted.epochs == [7, 8]
+    assert pasted.series["val/rms_ratio"] == {7: 0.17, 8: 0.25}
+    assert pasted.series["val/range_ratio"] == {7: 0.20, 8: 0.3}  # given beats derived from the ranges
+    assert pasted.series["loss/total"] == {8: 0.07}
+    twice = parse(SEED + SEED.replace("-0.19", "0.5"), "twice")  # blocks without epochs: in the order pasted
+    assert twice.unit == "block" and twice.series["val/snr_db"] == {1: -0.19, 2: 0.5}
+    assert twice.series["val/snr_db"][1] == pytest.approx(10 * math.log10(0.06101952 / 0.06371628), abs=0.01)
+
+
+def test_train_codec_printout_reads_back_as_the_metrics_it_printed(seed_case):
+    history, reports = seed_case
+    printed = "\n".join(f"{format_epoch(m)}\n{debug_block(m)}" for m in reports)  # what train() prints
+    pasted = parse(printed, "printout")
+    assert pasted.epochs == history.epochs
+    for key in ("val/range_ratio", "val/rms_ratio", "val/snr_db", "val/si_sdr_db", "vq/perplexity"):
+        for epoch, value in history.series[key].items():
+            assert pasted.series[key][epoch] == pytest.approx(value, rel=0.01, abs=0.006), (key, epoch)
+    assert names(diagnose(pasted)) == [QUIET, SLOW]  # the printout alone: the same diagnosis, less the config
+
+
+def test_l1_and_vq_at_1e_5_is_too_quiet_and_learns_too_slowly(seed_case, tmp_path):
+    history, _ = seed_case
+    quiet, slow = diagnose(history)
+    assert (quiet.name, slow.name) == (QUIET, SLOW)
+    ratios = [v for e, v in history.points("val/range_ratio") if e > THRESHOLDS.grace_epochs]
+    assert max(ratios) < THRESHOLDS.quiet and "(below 0.5)" in quiet.evidence
+    assert "trains no amplitude term (rms_weight 0, peak_weight 0)" in quiet.mechanism
+    assert "learning_rate 1e-05 (below 0.0001, 100x under the default)" in slow.evidence
+    assert (
+        "val/range_ratio" in slow.evidence
+        and "more to reach 0.5" in slow.evidence
+        or "never" in slow.evidence
+    )
+    space = write_space(
+        tmp_path / "space.yaml", prescribe([quiet, slow], history.config), [quiet, slow], "run"
+    )
+    assert space.search == {
+        "rms_weight": ("uniform", (0.0, 30.0)),
+        "peak_weight": ("uniform", (0.0, 15.0)),
+        "learning_rate": ("loguniform", (1e-5, 0.003)),
+    }
+    assert space.start == ({"rms_weight": 0.0, "peak_weight": 0.0, "learning_rate": 1e-5},)  # the run first
+    assert space.metric == "val/snr_db" and space.base.sample_rate == FAST["sample_rate"]
+
+
+def test_pytorch_default_biases_with_rms_10_and_peak_5_draw_a_fixed_pattern(demo, tmp_path):
+    history, _ = trained(demo, tmp_path, start=default_biases_start(), learning_rate=1e-3, num_epochs=6)
+    found = diagnose(history)
+    assert names(found)[0] == FIXED and QUIET not in names(found)
+    assert history.last("val/si_sdr_db") < THRESHOLDS.fixed_si_sdr_db <= -20
+    assert history.last("val/rms_ratio") >= THRESHOLDS.fixed_level
+    assert found[0].fields == {"rms_weight": "down", "peak_weight": "down", "l1_weight": "up"}
+    assert found[0].metric == "val/si_sdr_db"
+
+
+def test_a_healthy_run_needs_more_steps_with_an_estimate(demo, tmp_path):
+    history, _ = trained(demo, tmp_path, num_epochs=6)  # the same config with zero biases and lr 3e-3
+    (more,) = diagnose(history)
+    assert more.name == MORE_STEPS and "Estimate: 12 epochs gain about" in more.evidence
+    assert prescribe([more], history.config)["config"]["num_epochs"] == 12
+
+
+def test_a_learning_rate_of_1_makes_the_loss_diverge(demo, tmp_path):
+    history, _ = trained(demo, tmp_path, learning_rate=1.0, num_epochs=6)
+    found = diagnose(history)
+    assert names(found)[0] == DIVERGING and found[0].evidence.startswith("loss/total ")
+    losses = [v for _, v in history.points("loss/total")]
+    assert max(losses) > THRESHOLDS.rise * min(losses)  # a healthy run's falls from its first epoch on
+    assert found[0].fields == {"learning_rate": "down"}
+
+
+def test_a_learning_rate_of_10_without_clipping_explodes_the_output(demo, tmp_path):
+    history, _ = trained(demo, tmp_path, learning_rate=10.0, grad_clip=0, num_epochs=4)
+    found = diagnose(history)
+    assert LOUD in names(found) and history.last("val/rms_ratio") > THRESHOLDS.loud
+    assert "(above 2)" in next(f for f in found if f.name == LOUD).evidence
+
+
+def test_a_huge_codebook_without_dead_code_restart_collapses(demo, tmp_path):
+    history, _ = trained(demo, tmp_path, codebook_size=1024, dead_code_threshold=0, num_epochs=4)
+    (collapse,) = [f for f in diagnose(history) if f.name == CODEBOOK]
+    assert history.last("vq/dead_fraction") > THRESHOLDS.dead_fraction
+    assert "of 1024 codes a stage" in collapse.evidence and "restart is off" in collapse.mechanism
+    assert collapse.fields == {"dead_code_threshold": "up", "codebook_size": "down"}
+    assert prescribe([collapse], history.config)["search"]["codebook_size"] == {
+        "categorical": [256, 512, 1024]
+    }
+
+
+def test_a_one_channel_discriminator_loses_outright(demo, tmp_path):
+    history, _ = trained(demo, tmp_path, adv_weight=10, discriminators="mpd", disc_channels=1, num_epochs=4)
+    (loses,) = [f for f in diagnose(history) if f.name == DISC_LOSES]
+    assert "at or above 9.5: 0.95 of 10" in loses.evidence  # 5 periods at hinge chance 2 each
+    assert loses.fields == {"disc_channels": "up", "adv_weight": "down"}
+
+
+def test_the_thresholds_are_the_stop_rules_where_they_share_one():
+    rules = StopRules()
+    assert (THRESHOLDS.quiet, THRESHOLDS.loud) == rules.range_ratio
+    assert (THRESHOLDS.grace_epochs, THRESHOLDS.min_perplexity) == (rules.grace_epochs, rules.min_perplexity)
+
+
+def test_a_run_that_failed_on_a_non_finite_loss_is_diagnosed_from_mlflow(tmp_path, capsys):
+    db, folder = tmp_path / "mlflow.db", tmp_path / "nan"
+    flags = [
+        "--checkpoint_dir",
+        str(folder),
+        "--tracking_uri",
+        str(db),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+    ]
+    assert (
+        train_codec.main([*flags, *to_flags(make_config({**FAST, "learning_rate": 100.0, "grad_clip": 0}))])
+        == 1
+    )
+    run_id = json.loads((folder / "mlflow_run.json").read_text())["runs"]["run"]
+    capsys.readouterr()
+    for source in (str(folder), run_id, f"runs:/{run_id}/checkpoint/best.pt"):
+        assert doctor.main([source, "--tracking-uri", str(db), "--json"]) == 0
+        (run,) = json.loads(capsys.readouterr().out)["runs"]
+        (diverged,) = run["findings"]
+        assert diverged["name"] == DIVERGING and "non-finite loss at epoch 1 step" in diverged["evidence"]
+        assert "learning_rate 100" in diverged["prescription"]
+
+
+@pytest.mark.parametrize(
+    "source, says",
+    [
+        ("no-such-thing", "'no-such-thing' is none of: an MLflow run id or runs:/ID"),
+        ("empty.txt", "empty.txt holds no debug block: no range, RMS ratio or SNR line"),
+        ("silent", "has no metrics yet"),
+    ],
+)
+def test_bad_sources_are_one_line_naming_what_was_found_and_what_is_accepted(tmp_path, capsys, source, says):
+    db = tmp_path / "mlflow.db"
+    client = MlflowClient(resolve_tracking_uri(str(db)))
+    client.search_experiments()  # the store exists, its creation logged before the command runs
+    if source == "empty.txt":
+        (tmp_path / source).write_text("epoch 3: nothing to see\nloss 0.5\n")
+        source = str(tmp_path / source)
+    if source == "silent":  # a run that logged no epoch
+        source = client.create_run(client.create_experiment("x")).info.run_id
+    capsys.readouterr()
+    assert doctor.main([source, "--tracking-uri", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_written_space_searches_and_the_summary_and_report_name_the_diagnosis(
+    ray_local, seed_case, tmp_path, capsys
+):
+    """The seed's failure as a train_codec.py run, its prescribed search (the run itself first), then the
+    search's summary and report naming the stopped trial's diagnosis, and the doctor on the search."""
+    db, folder = tmp_path / "mlflow.db", tmp_path / "seed"
+    common = ["--tracking_uri", str(db), "--cache_dir", str(tmp_path / "cache")]
+    config = make_config({**FAST, "rms_weight": 0, "peak_weight": 0, "learning_rate": 1e-5, "num_epochs": 5})
+    assert train_codec.main(["--checkpoint_dir", str(folder), *common, *to_flags(config)]) == 0
+    capsys.readouterr()
+    search = ["--search", "--trials", "2", "--name", "cure", "--storage-path", str(tmp_path / "ray")]
+    # 1: every trial collapsed, which a second trial drawn at random in a 5-epoch budget may well do
+    assert doctor.main([str(folder), "--write-space", str(tmp_path / "cure.yaml"), *common, *search]) in (
+        0,
+        1,
+    )
+    out = capsys.readouterr().out
+    assert "2 trials," in out  # the search ran to its summary
+    assert f"1. {QUIET}" in out and f"2. {SLOW}" in out
+    header = next(line for line in out.splitlines() if line.startswith("trial ") and "stopped" in line)
+    table = out[out.index(header) :]
+    assert header.rstrip().endswith("diagnosis") and f"{QUIET}; {SLOW}" in table  # the run itself, stopped
+    assert f"findings in full: python -m tune_codec.doctor {tmp_path / 'ray' / 'cure'}" in out
+
+    assert report.main(["cure", "--tracking-uri", str(db), "--out", str(tmp_path / "report")]) == 0
+    assert f"{QUIET}; {SLOW}" in (tmp_path / "report" / "report.txt").read_text()
+    capsys.readouterr()
+    assert doctor.main([str(tmp_path / "ray" / "cure"), "--json"]) == 0
+    stopped = json.loads(capsys.readouterr().out)["runs"]
+    assert any([f["name"] for f in run["findings"]][:2] == [QUIET, SLOW] for run in stopped)
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert doctor.main([str(tmp_path / "ray" / "cure"), "--write-space", "x.yaml"]) == 2
+    assert "give one trial's run id" in err.getvalue()

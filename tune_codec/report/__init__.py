@@ -1,0 +1,1 @@
+"""A search's report: tables and plots from what MLflow and the checkpoints hold."""

@@ -1,0 +1,1 @@
+"""The search on Ray Tune: space, trials, stoppers, populations, clusters, cost, summary, driver."""

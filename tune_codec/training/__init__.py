@@ -1,0 +1,1 @@
+"""One training run: the loop (train), loss-weight schedules, checkpoints, validation clips."""
