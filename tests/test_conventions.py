@@ -181,22 +181,23 @@ def ray_cluster():
         ],
         env=env, check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    worker = subprocess.Popen(
-        [
-            *RAY, "start", "--address", f"127.0.0.1:{gcs}", *node, "--block", *node_ports(),
-        ],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    both = f"import ray, time; ray.init(address='127.0.0.1:{gcs}')\n"
-    both += "while sum(n['Alive'] for n in ray.nodes()) < 2: time.sleep(0.5)"
-    # on a loaded machine a node takes minutes to register (seen with two searches beside the tests)
-    subprocess.run([sys.executable, "-c", both], env=env, check=True, capture_output=True, timeout=300)
-
-    def kill_worker():
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
-
+    worker = None  # a setup that fails stops the head too
     try:
+        worker = subprocess.Popen(
+            [
+                *RAY, "start", "--address", f"127.0.0.1:{gcs}", *node, "--block", *node_ports(),
+            ],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        both = f"import ray, time; ray.init(address='127.0.0.1:{gcs}')\n"
+        both += "while sum(n['Alive'] for n in ray.nodes()) < 2: time.sleep(0.5)"
+        # on a loaded machine a node takes minutes to register (seen with two searches beside the tests)
+        subprocess.run([sys.executable, "-c", both], env=env, check=True, capture_output=True, timeout=300)
+
+        def kill_worker():
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
         yield {
             "address": f"127.0.0.1:{gcs}",
             "dashboard": f"http://127.0.0.1:{dashboard}",
@@ -204,8 +205,9 @@ def ray_cluster():
             "kill_worker": kill_worker,
         }
     finally:  # `ray stop` would stop every Ray on the machine, the tests' own among them
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGKILL)
+        if worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGKILL)
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
             try:
                 if temp.encode() in cmdline.read_bytes():
