@@ -290,7 +290,7 @@ def test_the_written_space_searches_and_the_summary_and_report_name_the_diagnosi
     out = capsys.readouterr().out
     assert "2 trials," in out  # the search ran to its summary
     assert f"1. {QUIET}" in out and f"2. {SLOW}" in out
-    header = next(line for line in out.splitlines() if line.startswith("trial ") and "stopped" in line)
+    header = next(line for line in out.splitlines() if line.startswith("trial ") and "stop reason" in line)
     table = out[out.index(header) :]
     assert header.rstrip().endswith("diagnosis") and f"{QUIET}; {SLOW}" in table  # the run itself, stopped
     assert f"findings in full: python -m tune_codec.doctor {tmp_path / 'ray' / 'cure'}" in out

@@ -1,3 +1,5 @@
+import dataclasses
+import math
 import re
 
 import pytest
@@ -5,6 +7,7 @@ import pytest
 from tune_codec.cli import cell
 from tune_codec.evaluation import evaluate
 from tune_codec.report import report
+from tune_codec.search import rows
 from tune_codec.search.cost import COST, dollars
 
 FILES = {"report.html", "report.txt", "history.png", "parallel.png", "best_vs_fields.png", "importances.png"}
@@ -35,12 +38,15 @@ def test_the_report_tables_every_trial_ranks_the_fields_and_is_logged_to_the_sea
         rms = at_best_epoch(s.client, child.info.run_id, "val/rms_ratio")
         for value in (child.data.metrics["val/best_snr_db"], si_sdr, rms, child.data.metrics[COST]):
             assert f" {value:.4g} " in row
-        assert " completed " in row and row.rstrip().endswith(dollars(child.data.metrics[COST] * 2.5))
+        assert f" {dollars(child.data.metrics[COST] * 2.5)} " in row and row.rstrip().endswith(" completed")
     assert (
         f"best: trial {best.data.tags['trial_id']}, best validation SNR "
         f"{best.data.metrics['val/best_snr_db']:.2f} dB" in printed
     )
     assert f"python -m tune_codec.codec encode {checkpoint}" in printed
+    # one row type: the search's summary, from Ray's results, printed the same trial table
+    trials = text[: text.index("\n\n")].splitlines()
+    assert sorted(trials[1:]) == sorted(s.out[s.out.index(trials[0]) :].splitlines()[1:4])
     # the best trial's held-out evaluation, as the evaluate command logged it to the trial's run
     evaluated = text.split(report.EVALUATED + "\n")[1].splitlines()
     assert evaluated[0].split()[:4] == ["codec", "kbps", "SNR", "dB"]
@@ -86,3 +92,25 @@ def test_no_store_and_no_search_folder_are_errors_that_create_nothing(tmp_path, 
     assert "no MLflow store at" in capsys.readouterr().err and not (tmp_path / "none.db").exists()
     assert report.main([str(tmp_path)]) == 2
     assert "is not a search folder (no " in capsys.readouterr().err
+
+
+def test_a_trial_row_is_read_at_its_best_epoch_and_one_rule_says_which_trials_rank():
+    history = {"val/snr_db": {1: 2.0, 2: 5.0, 3: math.nan}, "val/pesq": {1: 1.1, 2: 1.4, 3: 1.0}}
+    epoch, best, others = rows.at_best_epoch(history, "val/snr_db", {"val/best_snr_db": 5.0})
+    assert (epoch, best, others["val/pesq"]) == (2, 5.0, 1.4) and math.isnan(others["val/stoi"])
+    # PBT: a running best above every epoch of its own came with the checkpoint it copied
+    epoch, best, others = rows.at_best_epoch(history, "val/snr_db", {"val/best_snr_db": 6.5})
+    assert (epoch, best) == (rows.COPIED, 6.5) and math.isnan(others["val/pesq"])
+    assert rows.at_best_epoch({}, "val/pesq", {})[:1] == (0,)
+
+    row = rows.TrialRow("t1", {"rms_weight": 10}, 3, 2, 5.0, others, "completed", False, "", 0.01, 30.0)
+    assert row.useful and row.columns("val/snr_db", 2.0)["cost"] == dollars(0.02)
+    headings = ["trial", "rms_weight", "epochs", "best epoch", "best SNR dB", "SI-SDR dB"]
+    assert list(row.columns("val/snr_db"))[:6] == headings
+    assert dataclasses.replace(row, reason="ASHA after 2 epochs").useful
+    for worthless in (
+        dataclasses.replace(row, reason="range collapse: range ratio 0.1 < 0.5"),
+        dataclasses.replace(row, failed=True),
+        dataclasses.replace(row, best=math.nan),
+    ):
+        assert not worthless.useful

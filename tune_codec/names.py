@@ -21,14 +21,24 @@ CODEBOOK_COLLAPSE = "codebook collapse"  # too few codes in use
 ASHA = "ASHA after"  # ASHA stopped it early: a result, not a fault
 COMPLETED = "completed"  # trained every epoch
 
-# The evaluate command's score columns -> their names in MLflow (eval/<name>)
-METRIC_NAMES = {
-    "SNR dB": "snr_db",
-    "SI-SDR dB": "si_sdr_db",
-    "PESQ": "pesq",
-    "STOI": "stoi",
-    "mel distance": "mel",
+# Every table's heading for a score, by its name in the metrics (val/<name>, eval/<name>): the summary, the
+# report, the evaluate command and the console say it alike
+LABELS = {
+    "snr_db": "SNR dB",
+    "si_sdr_db": "SI-SDR dB",
+    "pesq": "PESQ",
+    "stoi": "STOI",
+    "mel": "mel distance",
+    "range_ratio": "range ratio",
+    "rms_ratio": "RMS ratio",
 }
+# The evaluate command's score columns -> their names in MLflow (eval/<name>), in its order
+METRIC_NAMES = {LABELS[name]: name for name in ("snr_db", "si_sdr_db", "pesq", "stoi", "mel")}
+
+
+def label(metric: str) -> str:
+    """A score as a column heading: val/si_sdr_db -> SI-SDR dB; a name it does not know as it is."""
+    return LABELS.get(metric.rpartition("/")[2], metric)
 
 
 def best_key(metric: str) -> str:

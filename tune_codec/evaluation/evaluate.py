@@ -45,7 +45,7 @@ from tune_codec.tracking import (
 )
 
 PROG = "python -m tune_codec.evaluate"
-SCORES = ("SNR dB", "SI-SDR dB", "PESQ", "STOI", "mel distance")
+SCORES = tuple(METRIC_NAMES)  # the table's score columns
 
 
 def parse_args(argv):
@@ -90,13 +90,8 @@ def score(reference: np.ndarray, decoded: np.ndarray, rate: int, mel: MultiScale
     with torch.no_grad():
         distance = mel(y[:, None], x[:, None]).item()
     heard = perceptual(reference, decoded, rate)
-    return {
-        "SNR dB": snr_db(x, y),
-        "SI-SDR dB": si_sdr_db(x, y),
-        "PESQ": heard["pesq"],
-        "STOI": heard["stoi"],
-        "mel distance": distance,
-    }
+    scores = {"snr_db": snr_db(x, y), "si_sdr_db": si_sdr_db(x, y), **heard, "mel": distance}
+    return {heading: scores[name] for heading, name in METRIC_NAMES.items()}
 
 
 def codebook_counts(config: Config, asked: list[int] | None) -> list[int]:

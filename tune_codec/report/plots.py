@@ -12,10 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
-from tune_codec.search.summary import label  # noqa: E402
+from tune_codec.names import label  # noqa: E402
 
 
 def plot_best_vs_fields(path: Path, trials: list, space: dict, metric: str) -> None:
+    """Each trial's best (TrialRow) against each searched field."""
     fig, axes = plt.subplots(1, len(space), figsize=(4 * len(space), 3.4), squeeze=False, sharey=True)
     for ax, (name, dist) in zip(axes[0], space.items(), strict=True):
         categorical = isinstance(dist, optuna.distributions.CategoricalDistribution)

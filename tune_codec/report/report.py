@@ -26,7 +26,7 @@ from tune_codec.cli import cell, flag, format_table
 from tune_codec.doctor.rules import diagnose, headline
 from tune_codec.doctor.series import read_run
 from tune_codec.errors import UsageError
-from tune_codec.names import BEST_METRICS, COMPLETED, METRIC_NAMES, SCORE, at_codebooks, best_key
+from tune_codec.names import BEST_METRICS, COMPLETED, METRIC_NAMES, SCORE, at_codebooks, label
 from tune_codec.pages import data_uri, write_page
 from tune_codec.report.plots import (
     plot_best_vs_fields,
@@ -35,10 +35,10 @@ from tune_codec.report.plots import (
     plot_schedule,
     save_axes,
 )
-from tune_codec.search.cost import COST, Budget, check_price, describe_budget, describe_cost, dollars
+from tune_codec.search.cost import COST, Budget, check_price, describe_budget, describe_cost
+from tune_codec.search.rows import AT_BEST, COPIED, TrialRow, at_best_epoch, best_column
 from tune_codec.search.space import BITRATE, choice, from_params
-from tune_codec.search.stopping import is_useful
-from tune_codec.search.summary import SCHEDULE_FILE, best_text, front_table, label
+from tune_codec.search.summary import SCHEDULE_FILE, best_text, front_table
 from tune_codec.tracking import (
     DEFAULT_DB,
     EXPERIMENT_HELP,
@@ -52,10 +52,6 @@ from tune_codec.tracking import (
 )
 from tune_codec.training.schedule import describe, load_schedule
 
-# read at each trial's best epoch by the space's metric (the epoch its best.pt holds)
-AT_BEST = ("val/snr_db", "val/si_sdr_db", "val/pesq", "val/stoi", "val/range_ratio", "val/rms_ratio")
-COPIED = "copied"  # the best epoch of a PBT trial whose best came from another trial's checkpoint
-COLUMNS = {"val/range_ratio": "range ratio", "val/rms_ratio": "RMS ratio"}
 PARETO = "The best trial at each bitrate (front: on the Pareto front, no trial both better and cheaper)"
 EVALUATED = "The best trial on held-out audio (python -m tune_codec.evaluate, means over the files)"
 BY_CODEBOOKS = "The best trial at each bitrate it serves (quantizer dropout): validation at its best epoch"
@@ -133,11 +129,8 @@ def existing_store(uri: str | None) -> str:
 @dataclass
 class Trial:
     run: Run
-    row: dict  # the table's columns
-    params: dict  # searched field -> value
+    row: TrialRow
     score: float | None  # what Optuna was told; None when the run never reported
-    best: float  # the space's metric at the trial's best epoch
-    useful: bool
 
 
 def load_trials(client: MlflowClient, parent: Run, searched: list[str], metric: str) -> list[Trial]:
@@ -147,39 +140,31 @@ def load_trials(client: MlflowClient, parent: Run, searched: list[str], metric: 
         f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
         order_by=["attributes.start_time ASC"],
     )
+    with_bitrate = BITRATE in parent.data.params.get("objectives", "")
     trials = []
     for run in children:
         m = run.data.metrics
         history = {
             key: {h.step: h.value for h in client.get_metric_history(run.info.run_id, key)} for key in AT_BEST
         }
-        best_epoch = max(history[metric], key=history[metric].get) if history[metric] else None
-        if best_epoch and m.get(best_key(metric), history[metric][best_epoch]) != history[metric][best_epoch]:
-            best_epoch = COPIED  # PBT: the trial's best.pt (and its best) came with a checkpoint it copied
-            history[metric] = {COPIED: m[best_key(metric)]}
-        at_best = {key: values.get(best_epoch, math.nan) for key, values in history.items()}
+        best_epoch, best, at_best = at_best_epoch(history, metric, m)
         reason = run.data.tags.get("stop_reason", run.info.status.lower())
-        best = at_best.pop(metric)
-        params = {k: choice(k, run.data.params[k]) for k in searched}
-        row = {
-            "trial": run.data.tags.get("trial_id", run.info.run_name),
-            **params,
-            "epochs": int(m.get("epoch", 0)),
-            "best epoch": best_epoch or 0,
-            f"best {label(metric)}": best,
-            **{COLUMNS.get(key, label(key)): value for key, value in at_best.items()},
-            "stop reason": reason,
-            "diagnosis": "" if reason == COMPLETED else headline(diagnose(read_run(client, run))),
-            "device h": m.get(COST, 0.0),
-            **(
-                {"kbps": m.get(BITRATE, math.nan)}
-                if BITRATE in parent.data.params.get("objectives", "")
-                else {}
-            ),
-        }
-        useful = run.info.status == "FINISHED" and is_useful(reason) and math.isfinite(best)
+        row = TrialRow(
+            trial=run.data.tags.get("trial_id", run.info.run_name),
+            params={k: choice(k, run.data.params[k]) for k in searched},
+            epochs=int(m.get("epoch", 0)),
+            best_epoch=best_epoch,
+            best=best,
+            at_best=at_best,
+            reason=reason,
+            failed=run.info.status != "FINISHED",
+            diagnosis="" if reason == COMPLETED else headline(diagnose(read_run(client, run))),
+            device_hours=m.get(COST, 0.0),
+            train_s=m.get("time/train_s", 0.0),
+            kbps=m.get(BITRATE, math.nan) if with_bitrate else None,
+        )
         score = m.get(SCORE) if run.info.status == "FINISHED" else None
-        trials.append(Trial(run, row, params, score, best, useful))
+        trials.append(Trial(run, row, score))
     return trials
 
 
@@ -205,10 +190,10 @@ def study_of(trials: list[Trial], space: dict) -> optuna.Study:
         if t.score is not None and math.isfinite(t.score):
             study.add_trial(
                 optuna.trial.create_trial(
-                    params=t.params,
+                    params=t.row.params,
                     distributions=space,
                     value=t.score,
-                    user_attrs={"best": t.best},
+                    user_attrs={"best": t.row.best},
                 )
             )
     return study
@@ -267,12 +252,9 @@ def write_report(
     metric = metric_of(parent)
     held_out: list[dict] = []
     served: list[dict] = []
-    rows = [t.row for t in trials]
-    if price is not None:
-        for row in rows:
-            row["cost"] = dollars(row["device h"] * price)
-    hours = sum(row["device h"] for row in rows)
-    useful = [t for t in trials if t.useful]
+    rows = [t.row.columns(metric, price) for t in trials]
+    hours = sum(t.row.device_hours for t in trials)
+    useful = [t for t in trials if t.row.useful]
     lines = [
         f"search {parent.info.run_name} (MLflow run {parent.info.run_id}, space {params['space']}): "
         f"{len(trials)} of {params['trials']} trials run",
@@ -282,14 +264,16 @@ def write_report(
         budget = Budget(params["budget"], float(params["budget_device_hours"]))
         lines.append(describe_budget(budget, hours, len(trials), int(params["trials"])))
     if useful:
-        best = max(useful, key=lambda t: t.best)
+        best = max(useful, key=lambda t: t.row.best)
         checkpoint = f"runs:/{best.run.info.run_id}/checkpoint/best.pt"
         also = ", ".join(
-            f"{k.removesuffix(' dB')} {best.row[k]:.2f} dB" for k in ("SNR dB", "SI-SDR dB") if k in best.row
+            f"{label(k).removesuffix(' dB')} {v:.2f} dB"
+            for k, v in best.row.at_best.items()
+            if k in ("val/snr_db", "val/si_sdr_db")
         )
-        epoch = best.row["best epoch"]
+        epoch = best.row.best_epoch
         lines += [
-            f"best: trial {best.row['trial']}, {best_text(metric, best.best)} "
+            f"best: trial {best.row.trial}, {best_text(metric, best.row.best)} "
             + (f"at epoch {epoch}" if epoch != COPIED else "in the checkpoint it copied")
             + f" ({also}); checkpoint {checkpoint}",
             f"use it: python -m tune_codec.codec encode {checkpoint} IN.wav OUT.codes "
@@ -321,8 +305,8 @@ def write_report(
                 f"{len(study.trials)} did"
             )
     lines += [f"optuna: {w.message}" for w in caught]
-    if any(math.isfinite(t.best) for t in trials):
-        plot_best_vs_fields(out / "best_vs_fields.png", trials, space, metric)
+    if any(math.isfinite(t.row.best) for t in trials):
+        plot_best_vs_fields(out / "best_vs_fields.png", [t.row for t in trials], space, metric)
 
     if importances:
         shares = ", ".join(f"{k} {v:.3f}" for k, v in importances.items())
@@ -331,10 +315,11 @@ def write_report(
     if served:
         tables[BY_CODEBOOKS] = served
     if BITRATE in params.get("objectives", "") and useful:
-        quality = f"best {label(metric)}"
-        tables[PARETO] = front_table([t.row for t in useful], quality, list(space))
+        quality = best_column(metric)
+        tables[PARETO] = front_table([t.row.columns(metric) for t in useful], quality, list(space))
         front = [(r["kbps"], r[quality]) for r in tables[PARETO] if r["front"]]
-        plot_pareto(out / "pareto.png", [(t.row["kbps"], t.best, t.useful) for t in trials], front, metric)
+        points = [(t.row.kbps, t.row.best, t.row.useful) for t in trials]
+        plot_pareto(out / "pareto.png", points, front, metric)
     if params.get("scheduler") in ("pbt", "pb2") and useful:
         lines.append(schedule_line(client, parent, out))
     judged = [part for title, table in tables.items() for part in ("", title, format_table(table))]

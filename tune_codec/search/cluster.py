@@ -20,10 +20,12 @@ from tune_codec.tracking import one_line
 RAY_TOKEN_DOCS = "https://docs.ray.io/en/latest/ray-security/token-auth.html"
 
 
-def start_ray(args, concurrency: int, shared: tuple[Path, ...] = (), verbose: bool = False) -> bool:
-    """Connect to --address, or start Ray here unless it already runs in this process; True if started.
-    Then place the trials, and on a cluster check that every node sees the `shared` paths (check_nodes).
-    Ray's own INFO lines (starting, connecting) only when verbose."""
+def start_ray(
+    args, concurrency: int, shared: tuple[Path, ...] = (), verbose: bool = False
+) -> tuple[bool, float]:
+    """Connect to --address, or start Ray here unless it already runs in this process. Then place the
+    trials, and on a cluster check that every node sees the `shared` paths (check_nodes). Ray's own INFO
+    lines (starting, connecting) only when verbose. Whether Ray was started here, and the GPUs per trial."""
     started = not ray.is_initialized()
     level = logging.INFO if verbose else logging.WARNING
     if started and args.address:  # a cluster's own settings (CPUs, object store) are its own
@@ -39,14 +41,14 @@ def start_ray(args, concurrency: int, shared: tuple[Path, ...] = (), verbose: bo
             logging_level=level,
         )
     try:
-        place(args, concurrency)
+        gpus = place(args, concurrency)
         if args.address and shared:
             check_nodes(*shared)
     except UsageError:
         if started:
             ray.shutdown()
         raise
-    return started
+    return started, gpus
 
 
 def ray_token() -> str | None:
@@ -106,27 +108,29 @@ def cannot_join(address: str, token: str | None, error: str) -> str:
     )
 
 
-def place(args, concurrency: int) -> None:
-    """Sets --gpus-per-trial where it was not given (share_gpus), checks that the cluster has what a trial
-    asks for, and prints where trials run."""
+def place(args, concurrency: int) -> float:
+    """The GPUs per trial: --gpus-per-trial, or where not given the cluster's shared (share_gpus). Checks
+    that the cluster has what a trial asks for, and prints where trials run."""
     have = ray.cluster_resources()
     if args.address:
         nodes = sum(node["Alive"] for node in ray.nodes())
         cpus, gpus = have.get("CPU", 0), have.get("GPU", 0)
         print(f"ray: joined {args.address}: {nodes} nodes, {cpus:g} CPUs, {gpus:g} GPUs")
-    if args.gpus_per_trial is None:
-        args.gpus_per_trial = share_gpus(have.get("GPU", 0), concurrency)
-    for name, want in (("CPU", args.cpus_per_trial), ("GPU", args.gpus_per_trial)):
+    gpus = args.gpus_per_trial
+    if gpus is None:
+        gpus = share_gpus(have.get("GPU", 0), concurrency)
+    for name, want in (("CPU", args.cpus_per_trial), ("GPU", gpus)):
         if want > have.get(name, 0):
             raise UsageError(
                 f"--{name.lower()}s-per-trial {want:g}: the Ray cluster has {have.get(name, 0):g} {name}s "
                 "(a trial asking for more would wait forever)"
             )
-    devices = f"{args.gpus_per_trial:g} GPU" if args.gpus_per_trial else "no GPU"
+    devices = f"{gpus:g} GPU" if gpus else "no GPU"
     print(
         f"placement: {concurrency} trials at once, each {args.cpus_per_trial:g} CPU and {devices} "
         f"(of {have.get('CPU', 0):g} CPUs and {have.get('GPU', 0):g} GPUs; --gpus-per-trial sets it)"
     )
+    return gpus
 
 
 def check_nodes(cache: Path, storage: Path) -> None:

@@ -17,11 +17,10 @@ from ray import tune
 
 from tune_codec.cli import cell
 from tune_codec.metrics import debug_block
-from tune_codec.names import ASHA, COMPLETED, REASON, best_key
+from tune_codec.names import ASHA, COMPLETED, REASON, best_key, label
 from tune_codec.search.cost import COST
 from tune_codec.search.space import BITRATE, Space
 from tune_codec.search.stopping import why_stopped
-from tune_codec.search.summary import label
 from tune_codec.search.trial import LOGS, error_line, log_file
 from tune_codec.training.train import format_epoch
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import errno
-import math
 import os
 import random
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,13 +17,13 @@ from ray.tune.schedulers import ASHAScheduler
 from tune_codec.cli import flag
 from tune_codec.data.segments import load_data
 from tune_codec.errors import UsageError
-from tune_codec.files import nearest_existing
 from tune_codec.names import SCORE
 from tune_codec.search import study
 from tune_codec.search.cluster import start_ray
 from tune_codec.search.console import Console, quiet_libraries
-from tune_codec.search.cost import COST, check_price, held_devices, parse_budget
+from tune_codec.search.cost import COST, held_devices
 from tune_codec.search.legacy import answer_old_paths
+from tune_codec.search.plan import Plan, check_args, check_storage
 from tune_codec.search.population import population, population_scheduler
 from tune_codec.search.repair import repair_checkpoints
 from tune_codec.search.space import BITRATE, Space, load_space, to_params
@@ -50,7 +46,6 @@ from tune_codec.tracking import (
     state_path,
     write_state,
 )
-from tune_codec.training.checkpoint import checkpoint_bytes
 
 PROG = "python -m tune_codec.run"
 RESEND = "by running the same command with --resume"  # how a search's queued MLflow updates are sent
@@ -135,65 +130,19 @@ def parse_args(argv):
     return args
 
 
-def check_args(args, space: Space) -> tuple[Space, Path]:
-    """The space with the command line's overrides, and the experiment folder; UsageError if unusable."""
-    for name in ("trials", "concurrency"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name} {value} must be >= 1")
-    if args.max_failures < 0:
-        raise UsageError(f"--max-failures {args.max_failures} must be >= 0")
-    for name in ("cpus_per_trial", "gpus_per_trial"):
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise UsageError(f"--{name.replace('_', '-')} {value} must be >= 0")
-    if args.gpus_per_trial and args.gpus_per_trial > 1 and not args.gpus_per_trial.is_integer():
-        raise UsageError(f"--gpus-per-trial {args.gpus_per_trial:g}: more than 1 GPU must be a whole number")
-    check_price(args.price_per_gpu_hour)
-    args.budget = parse_budget(args.budget, args.price_per_gpu_hour) if args.budget else None
-    if args.budget and space.population:
-        raise UsageError(f"--budget: a {space.scheduler} population trains together; size it with --trials")
-    space = dataclasses.replace(
-        space, trials=args.trials or space.trials, concurrency=args.concurrency or space.concurrency
-    )
-    folder = (args.storage_path / (args.name or args.space.stem)).resolve()
-    exists = state_path(folder).exists()
-    if args.resume and not exists:
-        raise UsageError(f"--resume: no search to continue in {str(folder)!r}")
-    if exists and not args.resume:
-        raise UsageError(
-            f"{str(folder)!r} already holds a search; pass --resume to continue it or --name for a new one"
-        )
-    if args.resume:  # the restored searcher keeps the budget, sampler and seed it started with
-        saved = read_state(state_path(folder))
-        for name, given, started in (
-            ("--budget", args.budget and args.budget.text, saved.get("budget")),
-            ("--price-per-gpu-hour", args.price_per_gpu_hour, saved.get("price_per_gpu_hour")),
-            ("--sampler", args.sampler, saved.get("sampler", args.sampler)),  # states before --sampler
-            ("--seed", args.seed, saved.get("seed", args.seed)),
-            # searches from before stored studies, and populations, have none
-            ("--study-storage", args.study_storage, saved.get("study_storage") or args.study_storage),
-        ):
-            if given != started:
-                raise UsageError(f"{name} {given}: the search was started with {started}; a resume keeps it")
-    if not space.population and (not args.resume or saved.get("study_storage")):
-        study.check_study(args.study_storage, folder.name, args.resume)
-    return space, folder
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     # one checkpoint kept per trial makes Tune snapshot its state each epoch: cheap here, not worth a warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     quick_http()
     try:
-        space, folder = check_args(args, load_space(args.space))
-        check_storage(folder, space)
-        print(f"codec: {space.base.describe()}")
-        data = load_data(args.data_dir, space.base, args.cache_dir)
+        plan = check_args(args, load_space(args.space))
+        check_storage(plan.folder, plan.space)
+        print(f"codec: {plan.space.base.describe()}")
+        data = load_data(args.data_dir, plan.space.base, args.cache_dir)
         check_reachable(resolve_tracking_uri(args.tracking_uri))
-        started = start_ray(
-            args, space.concurrency, (data.train.path, folder.parent.absolute()), verbose=args.verbose
+        started, plan.gpus_per_trial = start_ray(
+            args, plan.space.concurrency, (data.train.path, plan.folder.parent.absolute()), args.verbose
         )
     except (UsageError, OSError) as e:  # a bug keeps its traceback
         print(f"tune_codec.run: error: {e}", file=sys.stderr)
@@ -203,37 +152,17 @@ def main(argv=None) -> int:
         shared = ray.put(data)  # once, for every trial to read from Ray's object store
         del data  # the driver keeps no copy of its own
         with quiet_libraries(not args.verbose):
-            return search(args, space, folder, shared)
+            return search(args, plan, shared)
     finally:
         if started:
             ray.shutdown()
 
 
-def check_storage(folder: Path, space: Space) -> None:
-    """The storage path must be writable and have room for every trial's checkpoint."""
-    root = folder.parent
-    existing = nearest_existing(root)  # checked without creating root
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        probe = existing / f".tune-codec-probe-{os.getpid()}"
-        probe.write_bytes(bytes(2**16))
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"--storage-path {str(root)!r} is not writable ({e.strerror or e})") from None
-    need = (space.trials * space.checkpoints_kept + space.concurrency) * checkpoint_bytes(space.base)
-    free = shutil.disk_usage(existing).free
-    if free < need:
-        raise UsageError(
-            f"--storage-path {str(root)!r} has {free / 2**20:.1f} MiB free; {space.trials} trials' "
-            f"checkpoints need about {need / 2**20:.1f} MiB"
-        )
-
-
-def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
+def search(args, plan: Plan, data: ray.ObjectRef) -> int:
+    space, folder, budget = plan.space, plan.folder, plan.budget
     tracker = Tracker(args.tracking_uri, args.experiment_name)
     state_file = state_path(folder)
-    device, devices = held_devices(args.cpus_per_trial, args.gpus_per_trial)
+    device, devices = held_devices(args.cpus_per_trial, plan.gpus_per_trial)
     if args.resume:
         state = read_state(state_file)
         outbox = Outbox(tracker, state)
@@ -258,8 +187,8 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
         }
         if args.price_per_gpu_hour is not None:
             params["price_per_gpu_hour"] = f"{args.price_per_gpu_hour:g}"
-        if args.budget is not None:
-            params.update(budget=args.budget.text, budget_device_hours=f"{args.budget.hours:g}")
+        if budget is not None:
+            params.update(budget=budget.text, budget_device_hours=f"{budget.hours:g}")
         parent = tracker.start(folder.name, params, {"tune_codec.role": "search"})
         state = {
             "name": folder.name,
@@ -268,7 +197,7 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
             "logged": {},
             "done": [],
             "tracking_uri": tracker.uri,  # so the report finds the runs from the experiment folder alone
-            "budget": args.budget and args.budget.text,
+            "budget": budget and budget.text,
             "price_per_gpu_hour": args.price_per_gpu_hour,
             "sampler": args.sampler,
             "seed": args.seed,
@@ -289,7 +218,7 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
             devices=devices,
             checkpoint_every=space.checkpoint_every,
         ),
-        {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
+        {"cpu": args.cpus_per_trial, "gpu": plan.gpus_per_trial},
     )
     if args.resume:
         answer_old_paths()  # a search saved by the flat layout names its classes by the old modules
@@ -305,7 +234,7 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
         storage = (
             None if space.population else study.create_study(args.study_storage, folder.name, space, attrs)
         )
-        scheduler, searcher = scheduling(space, args, storage, folder.name)
+        scheduler, searcher = scheduling(space, args, budget and budget.hours, storage, folder.name)
         tuner = tune.Tuner(
             trainable,
             param_space=space.param_space(),
@@ -324,7 +253,7 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
                 storage_path=str(folder.parent),
                 stop=CollapseStopper(),
                 callbacks=[  # the console first: a trial's log is complete when MLflow takes it
-                    Console(space, folder, args.budget and args.budget.hours),
+                    Console(space, folder, budget and budget.hours),
                     MlflowTrials(
                         tracker.uri, args.experiment_name, tracker.experiment_id, state_file, folder
                     ),
@@ -338,12 +267,12 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
     try:
         results = tuner.fit()
         spent = sum((r.metrics or {}).get(COST, 0.0) for r in results)
-        out_of_budget = args.budget is not None and spent >= args.budget.hours
+        out_of_budget = budget is not None and spent >= budget.hours
         expected = len(results) if out_of_budget else space.trials
         if len(read_state(state_file)["done"]) < expected:  # Ctrl-C: Tune saved its state, returned
             status, code = "KILLED", 130
         else:
-            summary = summarise(results, space, folder, device, args.price_per_gpu_hour, args.budget)
+            summary = summarise(results, space, folder, device, args.price_per_gpu_hour, budget)
             print(f"{summary.table}\n\n{summary.text}")
             status, code = "FINISHED", 0 if summary.best is not None else 1
     except KeyboardInterrupt:
@@ -364,10 +293,10 @@ def search(args, space: Space, folder: Path, data: ray.ObjectRef) -> int:
     return code
 
 
-def scheduling(space: Space, args, storage=None, name: str | None = None):
-    """Tune's scheduler and searcher for the space: Optuna's proposals (its study `name` in `storage`) with
-    ASHA (or none), one objective or a Pareto front of several; or a PBT/PB2 population drawn at random
-    and perturbed while it trains."""
+def scheduling(space: Space, args, budget_hours: float | None = None, storage=None, name: str | None = None):
+    """Tune's scheduler and searcher for the space: Optuna's proposals (its study `name` in `storage`, none
+    launched once the trials' device-hours reach `budget_hours`) with ASHA (or none), one objective or a
+    Pareto front of several; or a PBT/PB2 population drawn at random and perturbed while it trains."""
     if space.population:
         random.seed(args.seed)  # PBT's choices of whom to copy and how to perturb
         np.random.seed(args.seed)  # PB2's
@@ -375,7 +304,7 @@ def scheduling(space: Space, args, storage=None, name: str | None = None):
         print(f"{space.scheduler}: population {space.trials}, {space.concurrency} at once, {settings}")
         return population_scheduler(space), population(space, args.seed)
     searcher = BudgetSearch(
-        args.budget and args.budget.hours,
+        budget_hours,
         points_to_evaluate=list(space.start) or None,
         sampler=make_sampler(args.sampler, args.seed, space.trials),
         storage=storage,

@@ -13,14 +13,16 @@ from tune_codec.cli import format_table
 from tune_codec.config import Config, make_config, to_flags
 from tune_codec.doctor.rules import diagnose, headline
 from tune_codec.doctor.series import from_rows
-from tune_codec.names import COMPLETED, REASON, best_key
+from tune_codec.names import COMPLETED, best_key, label
 from tune_codec.search.cost import COST, Budget, describe_budget, describe_cost
+from tune_codec.search.rows import AT_BEST, TrialRow, at_best_epoch, best_column
 from tune_codec.search.space import BITRATE, Space
-from tune_codec.search.stopping import why_stopped
+from tune_codec.search.stopping import is_useful, why_stopped
 from tune_codec.training.checkpoint import load_state
 from tune_codec.training.schedule import compress, describe, write_schedule
 
 BEST_FILE = "best_config.yaml"
+SNR = "val/snr_db"
 SCHEDULE_FILE = "best_schedule.yaml"  # a PBT search's: the best trial's weights and learning rate by epoch
 
 
@@ -39,49 +41,22 @@ def summarise(
     written as YAML and as a train_codec.py command."""
     num_epochs = space.base.num_epochs
     searched = space.searched()
-    best_column = f"best {label(space.metric)}"
-    rows = []
-    for r in results:
-        m = r.metrics or {}
-        rows.append(
-            {
-                "trial": m.get("trial_id", "?"),
-                **{k: r.config[k] for k in searched},
-                "epochs": int(m.get("epoch", 0)),
-                "SNR dB": m.get("val/snr_db", math.nan),
-                "best SNR dB": m.get("val/best_snr_db", math.nan),
-                best_column: m.get(best_key(space.metric), math.nan),
-                **({"kbps": m.get(BITRATE, math.nan)} if space.objectives else {}),
-                "range ratio": m.get("val/range_ratio", math.nan),
-                "train s": m.get("time/train_s", 0.0),
-                "device h": m.get(COST, 0.0),
-                "stopped": "error" if r.error else why_stopped(m, num_epochs),
-                "diagnosis": diagnosis(r, num_epochs),
-                "_collapsed": bool(m.get(REASON)),
-                "_failed": r.error is not None,
-                "_config": r.config,
-                "_checkpoint": r.checkpoint and Path(r.checkpoint.path),
-            }
-        )
-    rows.sort(key=lambda row: row["trial"])
-    healthy = [
-        row
-        for row in rows
-        if not row["_collapsed"] and not row["_failed"] and math.isfinite(row[best_column])
-    ]
-    epochs_run = sum(row["epochs"] for row in rows)
-    epochs_saved = sum(num_epochs - row["epochs"] for row in rows)
-    minutes_saved = epochs_saved * sum(row["train s"] for row in rows) / max(epochs_run, 1) / 60
-    collapsed = sum(row["_collapsed"] for row in rows)
-    hours = sum(row["device h"] for row in rows)
+    trials = sorted((trial_row(r, space) for r in results), key=lambda row: row.trial)
+    rows = [t.columns(space.metric, price) for t in trials]
+    healthy = [t for t in trials if t.useful]
+    epochs_run = sum(t.epochs for t in trials)
+    epochs_saved = sum(num_epochs - t.epochs for t in trials)
+    minutes_saved = epochs_saved * sum(t.train_s for t in trials) / max(epochs_run, 1) / 60
+    collapsed = sum(not t.failed and not is_useful(t.reason) for t in trials)
+    hours = sum(t.device_hours for t in trials)
     text = (
-        f"{len(rows)} trials, {collapsed} stopped for collapse, {epochs_run} epochs trained; stopping saved "
-        f"{epochs_saved} of {len(rows) * num_epochs} epochs (~{minutes_saved:.1f} min)\n"
-        f"{describe_cost(hours, len(healthy), len(rows), device, price)}\n"
+        f"{len(trials)} trials, {collapsed} stopped for collapse, {epochs_run} epochs trained; "
+        f"stopping saved {epochs_saved} of {len(trials) * num_epochs} epochs (~{minutes_saved:.1f} min)\n"
+        f"{describe_cost(hours, len(healthy), len(trials), device, price)}\n"
     )
     if budget is not None:
-        text += f"{describe_budget(budget, hours, len(rows), space.trials)}\n"
-    if any(row["diagnosis"] for row in rows):
+        text += f"{describe_budget(budget, hours, len(trials), space.trials)}\n"
+    if any(t.diagnosis for t in trials):
         text += f"each stopped trial's findings in full: python -m tune_codec.doctor {folder}\n"
     metrics = {
         "trials_collapsed": collapsed,
@@ -97,26 +72,29 @@ def summarise(
             "no trial trained without collapsing: widen the space, lower the learning rate or loosen stop:"
         )
         return Summary(format_table(rows), text, metrics, None)
+    quality = best_column(space.metric)
     if space.objectives:
         text += (
-            f"the best trial at each bitrate (front: on the Pareto front of {best_column} against kbps):\n"
-            f"{format_table(front_table(healthy, best_column, searched))}\n"
+            f"the best trial at each bitrate (front: on the Pareto front of {quality} against kbps):\n"
+            f"{format_table(front_table([t.columns(space.metric) for t in healthy], quality, searched))}\n"
         )
-    best_row = max(healthy, key=lambda row: row[best_column])
-    best = make_config(best_row["_config"])
+    top = max(healthy, key=lambda t: t.best)
+    result = next(r for r in results if trial_id(r) == top.trial)
+    best = make_config(result.config)
     folder.joinpath(BEST_FILE).write_text(
         yaml.safe_dump(
             {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(best).items()}
         )
     )
+    snr = top.best if space.metric == SNR else top.at_best[SNR]
     text += (
-        f"best: trial {best_row['trial']}, {best_text(space.metric, best_row[best_column])}"
-        + (f" (SNR {best_row['best SNR dB']:.2f} dB)" if space.metric != "val/snr_db" else "")
+        f"best: trial {top.trial}, {best_text(space.metric, top.best)}"
+        + (f" (SNR {snr:.2f} dB)" if space.metric != SNR else "")
         + f" ({best.describe()})\n"
         f"config: {folder / BEST_FILE}\n"
     )
     if space.population:  # the weights changed during training: the schedule is the result
-        history, path = load_state(best_row["_checkpoint"])["history"], folder / SCHEDULE_FILE
+        history, path = load_state(Path(result.checkpoint.path))["history"], folder / SCHEDULE_FILE
         write_schedule(path, best, history)
         text += (
             f"schedule: {path} (weights {describe(compress(history), len(history))})\n"
@@ -124,21 +102,39 @@ def summarise(
         )
     else:
         text += f"train it: python train_codec.py {' '.join(to_flags(best))}"
-    metrics["best_snr_db"] = best_row["best SNR dB"]
-    metrics[best_key(space.metric).replace("val/", "", 1)] = best_row[best_column]
+    metrics["best_snr_db"] = snr
+    metrics[best_key(space.metric).replace("val/", "", 1)] = top.best
     return Summary(format_table(rows), text, metrics, best)
 
 
-def diagnosis(result, num_epochs: int) -> str:
-    """A stopped or failed trial's findings by name (the doctor's), from every epoch it reported; '' for a
-    trial that completed."""
+def trial_id(result) -> str:
+    return (result.metrics or {}).get("trial_id") or Path(result.path).name
+
+
+def trial_row(result, space: Space) -> TrialRow:
+    """A Ray result as the summary's row, from every epoch the trial reported (its result.json)."""
     last = result.metrics or {}
-    if result.error is None and why_stopped(last, num_epochs) == COMPLETED:
-        return ""
     reported = Path(result.path) / "result.json"
     lines = reported.read_text().splitlines() if reported.exists() else []
-    rows = [json.loads(line) for line in lines if line.strip()] or [last]
-    return headline(diagnose(from_rows(rows, make_config(result.config))))
+    epochs = [json.loads(line) for line in lines if line.strip()] or ([last] if last else [])
+    history = {key: {e["epoch"]: e[key] for e in epochs if key in e} for key in AT_BEST}
+    best_epoch, best, at_best = at_best_epoch(history, space.metric, last)
+    reason = "error" if result.error else why_stopped(last, space.base.num_epochs)
+    config = make_config(result.config)
+    return TrialRow(
+        trial=trial_id(result),
+        params={k: result.config[k] for k in space.searched()},
+        epochs=int(last.get("epoch", 0)),
+        best_epoch=best_epoch,
+        best=best,
+        at_best=at_best,
+        reason=reason,
+        failed=result.error is not None,
+        diagnosis="" if reason == COMPLETED else headline(diagnose(from_rows(epochs, config))),
+        device_hours=last.get(COST, 0.0),
+        train_s=last.get("time/train_s", 0.0),
+        kbps=last.get(BITRATE, math.nan) if space.objectives else None,
+    )
 
 
 def by_bitrate(rows: list[dict], quality: str) -> list[dict]:
@@ -167,14 +163,6 @@ def front_table(rows: list[dict], quality: str, searched: list[str]) -> list[dic
         }
         for r in by_bitrate(rows, quality)
     ]
-
-
-LABELS = {"val/snr_db": "SNR dB", "val/si_sdr_db": "SI-SDR dB", "val/pesq": "PESQ", "val/stoi": "STOI"}
-
-
-def label(metric: str) -> str:
-    """A validation metric as a column heading: val/si_sdr_db -> SI-SDR dB."""
-    return LABELS.get(metric, metric)
 
 
 def best_text(metric: str, value: float) -> str:
