@@ -159,11 +159,14 @@ def test_a_trial_whose_worker_dies_is_retried_from_its_checkpoint_or_failed(
     folder = tmp_path / "ray_results" / "slow"
     killed = {}
 
-    def kill_a_worker():  # as the kernel's OOM killer would, once Tune has the epoch-2 checkpoint
-        killed.update(wait_for(lambda: reaching(folder, 2), 240, "a trial's second epoch"))
-        os.kill(killed["pid"], signal.SIGKILL)
+    def kill_the_worker(self, iteration, trials, trial, **info):
+        """As the kernel's OOM killer would, once Tune has registered a trial's epoch-2 checkpoint (Tune
+        calls on_trial_save after that): the retry, if any, goes on from epoch 3."""
+        if not killed and trial.last_result.get("epoch") == 2:
+            killed.update(trial.last_result)
+            os.kill(killed["pid"], signal.SIGKILL)
 
-    threading.Thread(target=kill_a_worker, daemon=True).start()
+    monkeypatch.setattr(MlflowTrials, "on_trial_save", kill_the_worker, raising=False)
     assert run.main(search(flags, slow, "--max-failures", str(max_failures))) == 0
     assert killed, "no worker was killed"
     (parent,), children = runs_of(client)
