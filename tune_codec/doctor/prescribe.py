@@ -20,6 +20,9 @@ from tune_codec.search.space import Space, load_space
 # further for the learning rate (the seed's 1e-5 is 100x under the default)
 SPAN = {"learning_rate": 300.0}
 WEIGHT_SPAN = 30.0
+# ...and at least this factor past the field's default, the way it points: a learning rate of 100 is
+# searched down to 3.3e-4, not to 0.33, which diverges too
+PAST_DEFAULT = 3.0
 # Where a search of a field the run had at 0 reaches up to: 3x the default, or these where the default is 0
 FROM_ZERO = {"gain_db": 6.0, "dead_code_threshold": 1.0, "weight_decay": 0.01}
 # The fewest a whole-number field may have (codebook_size: a code is at least one bit)
@@ -62,7 +65,10 @@ def distribution(name: str, value, way: str) -> dict | None:
     far = {"up": span, "down": 1 / span}.get(way)
     if far is None:  # around: as far either way
         return {"loguniform": [rounded(value / math.sqrt(span)), rounded(value * math.sqrt(span))]}
-    return {"loguniform": sorted([float(value), rounded(value * far)])}  # the run's value at one end, exactly
+    end = value * far
+    if default := getattr(DEFAULTS, name, 0.0):  # a run far off the default: the search reaches past it
+        end = min(end, default / PAST_DEFAULT) if way == "down" else max(end, default * PAST_DEFAULT)
+    return {"loguniform": sorted([float(value), rounded(end)])}  # the run's value at one end, exactly
 
 
 def rounded(value: float) -> float:

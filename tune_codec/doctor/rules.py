@@ -47,8 +47,9 @@ def diverging(h: History, t: Thresholds) -> Finding | None:
     at = f"learning_rate {g(lr)}" if lr else "the learning rate"
     fields, prescription = (
         {"learning_rate": "down"},
-        f"lower {at}: search it from 1/300 of it up to it; lr_warmup_steps eases the first steps; keep "
-        "grad_clip on. If the learning rate is already low, look for NaN or silence-only files in the data",
+        f"lower {at}: search it from 1/300 of it (a third of the default at most) up to it; lr_warmup_steps "
+        "eases the first steps; keep grad_clip on. If the learning rate is already low, look for NaN or "
+        "silence-only files in the data",
     )
     bad = non_finite(h)
     if bad or NON_FINITE in h.ended:
