@@ -16,8 +16,8 @@ def cell(value) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """Rows as aligned text columns; keys starting with _ are not shown."""
-    columns = [k for k in rows[0] if not k.startswith("_")]
+    """Rows as aligned text columns."""
+    columns = list(rows[0])
     cells = [[cell(row[c]) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
