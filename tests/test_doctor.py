@@ -130,6 +130,29 @@ def test_pasted_lines_are_read_in_any_order_spacing_and_with_or_without_epochs()
     assert twice.series["val/snr_db"][1] == pytest.approx(10 * math.log10(0.06101952 / 0.06371628), abs=0.01)
 
 
+# train_codec.py's epoch lines of the cpu-freq-8kbps codec on real speech: its rec/sisdr term takes the
+# total below 0 from epoch 3 while every score improves
+FREQ_EPOCHS = """\
+epoch 1: loss 13.6477 | range ratio 1.072 RMS ratio 0.943 SNR 3.29 dB SI-SDR 0.66 dB  PESQ 1.11 STOI 0.745
+epoch 2: loss 1.5747 | range ratio 1.163 RMS ratio 0.923 SNR 5.64 dB SI-SDR 4.24 dB  PESQ 1.35 STOI 0.817
+epoch 3: loss -2.0923 | range ratio 0.956 RMS ratio 0.951 SNR 6.97 dB SI-SDR 6.06 dB  PESQ 1.44 STOI 0.851
+epoch 4: loss -3.8091 | range ratio 1.201 RMS ratio 0.920 SNR 7.99 dB SI-SDR 7.27 dB  PESQ 1.71 STOI 0.886
+epoch 5: loss -4.9205 | range ratio 0.994 RMS ratio 0.886 SNR 8.55 dB SI-SDR 7.95 dB  PESQ 1.76 STOI 0.897
+epoch 6: loss -5.8688 | range ratio 1.028 RMS ratio 1.094 SNR 8.35 dB SI-SDR 8.67 dB  PESQ 1.90 STOI 0.903
+"""
+
+
+def test_a_loss_below_zero_is_not_read_as_diverging_until_it_rises_by_its_size():
+    healthy = parse(FREQ_EPOCHS, "pasted")
+    assert healthy.series["loss/total"][6] == -5.8688
+    assert DIVERGING not in {f.name for f in diagnose(healthy)}  # -5.87 is not "over 2x" -4.92
+    rising = parse(FREQ_EPOCHS + "epoch 7: loss 3.1 | range ratio 1.0 SNR 8.0 dB\n", "pasted")
+    (finding,) = [f for f in diagnose(rising) if f.name == DIVERGING]
+    assert "rose from -5.87 at epoch 6 to 3.1 at epoch 7" in finding.evidence
+    spike = parse(FREQ_EPOCHS.replace("loss -3.8091", "loss 60.0"), "pasted")
+    assert "loss/total 60 at epoch 4" in next(f for f in diagnose(spike) if f.name == DIVERGING).evidence
+
+
 def test_train_codec_printout_reads_back_as_the_metrics_it_printed(seed_case):
     history, reports = seed_case
     printed = "\n".join(f"{format_epoch(m)}\n{debug_block(m)}" for m in reports)  # what train() prints

@@ -23,6 +23,7 @@ LOSS_WEIGHTS = {
     "amp/peak": "peak_weight",
     "vq/commit": "commit_weight",
     "rec/stft": "stft_weight",
+    "rec/sisdr": "sisdr_weight",
     "adv/gen": "adv_weight",
     "adv/feat": "feat_weight",
 }
@@ -96,6 +97,9 @@ class Config:
     peak_weight: float = doc(5.0, "(max|out| - max|in|)^2 per segment")
     commit_weight: float = doc(1.0, "VQ commitment, encoder pulled to its codes")
     stft_weight: float = doc(0.0, "multi-resolution STFT: spectral convergence + log-magnitude L1")
+    sisdr_weight: float = doc(
+        0.0, "SI-SDR with the sign kept: 10 log10((1 - r) / (1 + r)), r the correlation; phase and polarity"
+    )
     adv_weight: float = doc(0.0, "adv/gen, the decoder fooling the discriminators; > 0 builds them")
     feat_weight: float = doc(0.0, "adv/feat, L1 of discriminator features, input vs output; > 0 builds them")
     balancer: bool = doc(

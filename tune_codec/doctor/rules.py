@@ -42,6 +42,12 @@ def loss_points(h: History) -> list[tuple[int, float]]:
     return h.points("loss/total", start)
 
 
+def over(value: float, reference: float, times: float) -> bool:
+    """value over `times` x reference, for a loss that may be below 0 (rec/sisdr's is): the distance above
+    the reference over (times - 1) x its size, which for a positive reference is value > times x reference."""
+    return value - reference > (times - 1) * abs(reference)
+
+
 def diverging(h: History, t: Thresholds) -> Finding | None:
     lr = h.learning_rate()
     at = f"learning_rate {g(lr)}" if lr else "the learning rate"
@@ -62,10 +68,14 @@ def diverging(h: History, t: Thresholds) -> Finding | None:
         return Finding(DIVERGING, evidence, mechanism, prescription, fields)
     points = loss_points(h)
     values = [v for _, v in points]
+
+    def neighbours(i: int) -> list[float]:
+        return values[max(i - 1, 0) : i] + values[i + 1 : i + 2]
+
     spikes = [
         (e, v)
         for i, (e, v) in enumerate(points)
-        if len(points) > 1 and all(v > t.spike * n for n in values[max(i - 1, 0) : i] + values[i + 1 : i + 2])
+        if len(points) > 1 and all(over(v, n, t.spike) for n in neighbours(i))
     ]
     evidence = ""
     if spikes:
@@ -76,7 +86,7 @@ def diverging(h: History, t: Thresholds) -> Finding | None:
         )
     elif len(points) >= 3:
         (low_e, low), (last_e, last) = min(points[:-1], key=lambda p: p[1]), points[-1]
-        if last > t.rise * low:
+        if over(last, low, t.rise):
             evidence = (
                 f"loss/total rose from {g(low)} at {h.unit} {low_e} to {g(last)} at {h.unit} {last_e} "
                 f"(over {t.rise:g}x its lowest)"
