@@ -157,11 +157,13 @@ def node_ports() -> list[str]:
     return [arg for flag, port in zip(flags, free_ports(4), strict=True) for arg in (flag, str(port))]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_cluster():
     """A real two-node cluster started with `ray start`: a head, and a worker node in its own session that
     `kill_worker` SIGKILLs, each with 1 CPU and 1 GPU (a logical one: torch finds no CUDA and trains on
-    the CPU), on their own ports and temp dir."""
+    the CPU), on their own ports and temp dir. One for the module (its setup is about 13 s): the test
+    that kills the worker is the module's last (pytest runs a module's tests in file order), and each
+    test before it checks that both nodes are there."""
     venv_bin = str(Path(sys.executable).parent)
     env = {**ENV, "PATH": f"{venv_bin}{os.pathsep}{ENV.get('PATH', '')}"}
     env.pop("RAY_ADDRESS", None)
@@ -240,6 +242,22 @@ def test_ray_address_and_ray_job_submit_join_a_cluster_started_with_ray_start(
     assert len(runs_of(client)[1]) == 2
 
 
+def test_every_node_must_see_the_data_cache_and_the_storage_path(ray_cluster, tmp_path):
+    (tmp_path / "cache.i16").write_bytes(b"")
+    code = "import sys, ray; from pathlib import Path; from tune_codec.search.cluster import check_nodes\n"
+    code += f"ray.init(address={ray_cluster['address']!r})\n"
+    code += "check_nodes(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+    code += "print(sum(n['Alive'] for n in ray.nodes()), 'nodes seen')"
+    seen = [sys.executable, "-c", code, str(tmp_path / "cache.i16"), str(tmp_path / "ray_results")]
+    done = subprocess.run(seen, env=ray_cluster["env"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "2 nodes seen" in done.stdout, done.stderr[-2000:]
+    missing = subprocess.run(
+        seen[:3] + ["/nonexistent/cache.i16", seen[4]], env=ray_cluster["env"], capture_output=True, text=True
+    )
+    assert "does not see /nonexistent/cache.i16: on a cluster --cache-dir" in missing.stderr
+    assert not list(tmp_path.glob(".tune-codec-probe-*"))  # the probe is removed either way
+
+
 def test_a_search_on_two_nodes_survives_losing_one(ray_cluster, search_env, tmp_path):
     """Joined with --address (RAY_ADDRESS and `ray job submit` are the test above), both nodes train a
     trial; the worker node is SIGKILLed once both have saved a checkpoint, and its trial is retried from
@@ -265,18 +283,3 @@ def test_a_search_on_two_nodes_survives_losing_one(ray_cluster, search_env, tmp_
     assert len(retried) == 1, [c.data.tags for c in children]
     steps = [m.step for m in client.get_metric_history(retried[0].info.run_id, "val/snr_db")]
     assert sorted(steps) == list(range(1, 9))  # each epoch once: it went on from its checkpoint
-
-
-def test_every_node_must_see_the_data_cache_and_the_storage_path(ray_cluster, tmp_path):
-    (tmp_path / "cache.i16").write_bytes(b"")
-    code = "import sys, ray; from pathlib import Path; from tune_codec.search.cluster import check_nodes\n"
-    code += f"ray.init(address={ray_cluster['address']!r})\n"
-    code += "check_nodes(Path(sys.argv[1]), Path(sys.argv[2])); print('both seen')"
-    seen = [sys.executable, "-c", code, str(tmp_path / "cache.i16"), str(tmp_path / "ray_results")]
-    done = subprocess.run(seen, env=ray_cluster["env"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "both seen" in done.stdout, done.stderr[-2000:]
-    missing = subprocess.run(
-        seen[:3] + ["/nonexistent/cache.i16", seen[4]], env=ray_cluster["env"], capture_output=True, text=True
-    )
-    assert "does not see /nonexistent/cache.i16: on a cluster --cache-dir" in missing.stderr
-    assert not list(tmp_path.glob(".tune-codec-probe-*"))  # the probe is removed either way
