@@ -23,7 +23,7 @@ PATTERNS = {
     "val/signal_power": rf"\bsignal\s+power{SEP}{NUMBER}",
     "val/noise_power": rf"\bnoise\s+power{SEP}{NUMBER}",
     "val/snr_db": rf"(?<![-\w])snr{SEP}{NUMBER}",
-    "val/si_sdr_db": rf"\bsi[-_ ]?sdr{SEP}{NUMBER}",
+    "val/si_sdr_db": rf"(?<![-\w/])si[-_ ]?sdr{SEP}{NUMBER}",  # not the loss term rec/sisdr
     "val/mel_distance": rf"\bmel\s+distance{SEP}{NUMBER}",
     "vq/perplexity": rf"\bperplexity{SEP}{NUMBER}",
     "vq/dead_fraction": rf"{NUMBER}\s*%\s*(?:of\s+)?(?:the\s+)?codes\s+unused",
