@@ -1,4 +1,4 @@
-"""Held-out quality against training CPU-minutes: the best SEANet and the best freq codec, Opus beside them.
+"""Held-out quality against training CPU-minutes: the best SEANet and the freq codecs, Opus beside them.
 
     python3 scripts/make_speech_corpus.py --out speech     # with the fr and it packages: unseen voices
     python3 benchmarks/quality_per_hour.py --corpus speech --minutes 15,30 --work qph
@@ -35,8 +35,12 @@ from common import ROOT, run, start, table, train_cmd, wait
 from tune_codec.config import load_config, to_flags
 
 # name -> a named config or YAML file: the best SEANet measured here (the amplitude search's trial
-# 829d9b32 weights, docs/BENCHMARKS.md) and the CPU tier's freq codec
-CODECS = {"best seanet": ROOT / "benchmarks" / "seanet_best.yaml", "best freq": "cpu-freq-8kbps"}
+# 829d9b32 weights, docs/BENCHMARKS.md) and the CPU tier's freq codecs at 8 and 6 kbps
+CODECS = {
+    "best seanet": ROOT / "benchmarks" / "seanet_best.yaml",
+    "best freq": "cpu-freq-8kbps",
+    "freq 6 kbps": "cpu-freq-6kbps",
+}
 SCORES = {"SI-SDR dB": "SI-SDR", "PESQ": "PESQ-WB", "STOI": "STOI"}
 CORES = 2
 POLL_S = 5
@@ -151,7 +155,7 @@ def main() -> None:
     p.add_argument("--corpus", type=Path, required=True, help="make_speech_corpus.py's --out")
     p.add_argument("--minutes", default="15,30,60,120", help="CPU-minute marks (default: 15,30,60,120)")
     p.add_argument(
-        "--codec", nargs="*", metavar="NAME=CONFIG", help="codecs to train (default: the two best)"
+        "--codec", nargs="*", metavar="NAME=CONFIG", help=f"codecs to train (default: {', '.join(CODECS)})"
     )
     p.add_argument("--opus-kbps", nargs="+", default=["8", "6"])
     p.add_argument("--unseen-files", type=int, default=30, help="files per unseen voice (default: 30)")
@@ -168,12 +172,13 @@ def main() -> None:
         "held-out prompts": args.corpus.resolve() / "heldout",
         "unseen voices": unseen_subset(args.corpus.resolve(), args.unseen_files, work / "unseen"),
     }
-    for i, (name, source) in enumerate(codecs.items()):
+    for name, source in codecs.items():
         config = load_config(str(source))
         # the clock stops it; epochs of EPOCH_STEPS keep each mark's best.pt at most that many steps old
         flags = [*to_flags(config), "--num_epochs", "100000", "--max_steps_per_epoch", str(EPOCH_STEPS)]
         print(f"{name}: {config.describe()}; {' '.join(flags)}", flush=True)
-        folder = work / "runs" / f"codec{i}"
+        slug = name.replace(" ", "-")
+        folder = work / "runs" / slug
         train(name, flags, marks, folder, args.corpus.resolve(), work)
         for m in marks:
             for where, data in sets.items():
@@ -182,7 +187,7 @@ def main() -> None:
                 ):
                     continue
                 opus = [] if where in results["opus"] else args.opus_kbps
-                means = evaluate(folder / f"at_{m:g}.pt", data, opus, work / f"eval_{i}_{m:g}_{where[0]}")
+                means = evaluate(folder / f"at_{m:g}.pt", data, opus, work / f"eval_{slug}_{m:g}_{where[0]}")
                 ckpt = torch.load(folder / f"at_{m:g}.pt", map_location="cpu", weights_only=False)
                 clock = json.loads((folder / "clock.json").read_text())
                 for row in means:
