@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,10 @@ from tune_codec.doctor.findings import (
     DISC_LOSES,
     DIVERGING,
     FIXED,
+    INVERTED,
     LOUD,
     MORE_STEPS,
+    PHASE,
     QUIET,
     SLOW,
     THRESHOLDS,
@@ -151,6 +154,55 @@ def test_a_loss_below_zero_is_not_read_as_diverging_until_it_rises_by_its_size()
     assert "rose from -5.87 at epoch 6 to 3.1 at epoch 7" in finding.evidence
     spike = parse(FREQ_EPOCHS.replace("loss -3.8091", "loss 60.0"), "pasted")
     assert "loss/total 60 at epoch 4" in next(f for f in diagnose(spike) if f.name == DIVERGING).evidence
+
+
+# A freq codec on the real-speech corpus trained on plain SI-SDR, which scores the input upside down as the
+# input: it learned exactly that (rec/sisdr keeps the sign since)
+INVERTED_EPOCHS = """\
+epoch 1: loss 51.5610 | range ratio 1.821 RMS ratio 0.711 SNR -3.38 dB SI-SDR -7.00 dB  PESQ 1.02 STOI 0.606
+epoch 2: loss 14.9037 | range ratio 1.123 RMS ratio 0.898 SNR -5.06 dB SI-SDR 1.74 dB  PESQ 1.17 STOI 0.777
+epoch 3: loss 7.4597 | range ratio 1.089 RMS ratio 1.015 SNR -5.81 dB SI-SDR 5.18 dB  PESQ 1.39 STOI 0.828
+epoch 4: loss 4.0102 | range ratio 1.059 RMS ratio 0.941 SNR -5.55 dB SI-SDR 6.57 dB  PESQ 1.51 STOI 0.872
+epoch 5: loss 2.5332 | range ratio 1.210 RMS ratio 0.992 SNR -5.80 dB SI-SDR 7.12 dB  PESQ 1.65 STOI 0.887
+epoch 6: loss 1.4336 | range ratio 1.056 RMS ratio 0.933 SNR -5.57 dB SI-SDR 8.17 dB  PESQ 1.77 STOI 0.889
+epoch 7: loss 0.5924 | range ratio 1.148 RMS ratio 1.053 SNR -6.10 dB SI-SDR 8.35 dB  PESQ 1.86 STOI 0.910
+"""
+# The same codec on mel, L1 0.1, RMS and peak, without rec/sisdr: epochs 27-33 of its run
+PHASE_EPOCHS = """\
+epoch 27: loss 4.9744 | range ratio 1.066 RMS ratio 0.966 SNR 2.77 dB SI-SDR 0.09 dB  PESQ 2.37 STOI 0.951
+epoch 28: loss 4.9512 | range ratio 1.158 RMS ratio 0.943 SNR 2.74 dB SI-SDR -0.09 dB  PESQ 2.44 STOI 0.948
+epoch 29: loss 4.9076 | range ratio 1.096 RMS ratio 0.929 SNR 2.94 dB SI-SDR 0.16 dB  PESQ 2.36 STOI 0.952
+epoch 30: loss 4.8646 | range ratio 1.128 RMS ratio 0.922 SNR 3.07 dB SI-SDR 0.39 dB  PESQ 2.35 STOI 0.952
+epoch 31: loss 4.8907 | range ratio 1.075 RMS ratio 0.910 SNR 2.93 dB SI-SDR 0.18 dB  PESQ 2.38 STOI 0.952
+epoch 32: loss 4.8460 | range ratio 1.142 RMS ratio 0.925 SNR 3.37 dB SI-SDR 0.96 dB  PESQ 2.43 STOI 0.951
+epoch 33: loss 4.8225 | range ratio 1.089 RMS ratio 0.895 SNR 3.38 dB SI-SDR 0.86 dB  PESQ 2.45 STOI 0.954
+"""
+
+
+def test_an_output_upside_down_is_told_from_one_learning_slowly():
+    (finding,) = diagnose(parse(INVERTED_EPOCHS, "pasted"))  # L1 cannot fall, which read as learning slowly
+    assert finding.name == INVERTED
+    assert "val/snr_db -6.1 to -5.55 at epochs 4-7 (at or below 0 dB)" in finding.evidence
+    assert "val/si_sdr_db 6.57 to 8.35 at epochs 4-7" in finding.evidence
+    assert finding.fields == {"sisdr_weight": "up", "l1_weight": "up"} and finding.metric == "val/snr_db"
+    # 1.6x as loud, an output on the input's side could score that SNR: the level rule's turn, not this one's
+    louder = re.sub(r"RMS ratio [\d.]+", "RMS ratio 1.6", INVERTED_EPOCHS)
+    assert INVERTED not in names(diagnose(parse(louder, "pasted")))
+    assert INVERTED not in names(diagnose(parse(FREQ_EPOCHS, "pasted")))  # the sign right: SNR beside SI-SDR
+
+
+def test_an_output_that_sounds_right_on_the_wrong_waveform_searches_rec_sisdr(tmp_path):
+    (finding,) = diagnose(parse(PHASE_EPOCHS, "pasted"))  # was: healthy, levelled off (on PESQ)
+    assert finding.name == PHASE
+    assert "val/pesq 2.35 to 2.45 at epochs 27-33 (at least 2)" in finding.evidence
+    assert "val/si_sdr_db -0.09 to 0.96 at epochs 27-33 (below 3 dB)" in finding.evidence
+    config = make_config({"model": "freq", "l1_weight": 0.1, "mel_weight": 15.0, "best_metric": "val/pesq"})
+    space = prescribe([finding], config)
+    assert space["metric"] == "val/si_sdr_db" and space["start"] == [{"sisdr_weight": 0.0}]
+    assert space["search"] == {"sisdr_weight": {"uniform": [0.0, 3.0]}}  # to 3x the CPU tier's 1
+    write_space(tmp_path / "space.yaml", space, [finding], "pasted")  # what tune_codec.run would accept
+    healthy_waveform = re.sub(r"SI-SDR [-\d.]+ dB", "SI-SDR 9.00 dB", PHASE_EPOCHS)
+    assert PHASE not in names(diagnose(parse(healthy_waveform, "pasted")))
 
 
 def test_train_codec_printout_reads_back_as_the_metrics_it_printed(seed_case):

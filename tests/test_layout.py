@@ -17,7 +17,12 @@ LAYERS = [
     ("tune_codec.codec",),  # pure torch: model, quantizer, losses, discriminators, balancer
     # the doctor's rules, pure: a run's numbers -> findings; low, so the search's summary and the report
     # name a stopped trial's diagnosis too
-    ("tune_codec.doctor.series", "tune_codec.doctor.findings", "tune_codec.doctor.rules"),
+    (
+        "tune_codec.doctor.series",
+        "tune_codec.doctor.findings",
+        "tune_codec.doctor.waveform",
+        "tune_codec.doctor.rules",
+    ),
     ("tune_codec.data",),  # audio files -> cache -> segments
     ("tune_codec.training",),  # one run
     ("tune_codec.evaluation",),  # a trained codec judged on audio, beside Opus

@@ -22,6 +22,16 @@ class Thresholds:
     # RMS ratio from which the output counts as carrying energy (a quarter of the input's RMS, -12 dB): a
     # near-silent output's SI-SDR says nothing of a pattern
     fixed_level: float = 0.25
+    # An output a x + e of the input x with SI-SDR at least 6 dB (|e|^2 at most a^2 |x|^2 / 4) and an RMS
+    # ratio at most 1.5 (so |a| <= 1.5) scores SNR over 0 dB unless a < 0 (on the input's side, SNR <= 0 dB
+    # needs a >= 1.6): there SNR <= 0 dB means the input upside down (an exact inverted copy: -6.02 dB)
+    inverted_si_sdr_db: float = 6.0
+    inverted_rms: float = 1.5
+    # PESQ-WB from which the output sounds right (Opus 6 kbps scores 1.72 on the real-speech corpus), and
+    # the SI-SDR under which its waveform is off there (the error at least half the signal; Opus 6 kbps
+    # keeps 4 dB, Opus 8 kbps 10.7 dB at PESQ 2.6)
+    sounds_pesq: float = 2.0
+    phase_si_sdr_db: float = 3.0
     # SI-SDR rising slower than this (dB an epoch, fitted over `window`) is stuck: the PyTorch-bias trap's
     # wanders +-4 dB around -35 dB (fitted slopes up to 2), healthy runs climb out of their first epochs'
     # -30 to -50 dB at 3.5 (the hand fix, epochs 8-16) to 10 dB an epoch
@@ -74,6 +84,8 @@ class Finding(NamedTuple):
 DIVERGING = "loss non-finite or diverging"
 LOUD = "output too loud or exploding"
 FIXED = "fixed pattern: level right, not the input"
+INVERTED = "output inverted: the input upside down"
+PHASE = "sounds right, waveform off"
 QUIET = "output too quiet"
 SLOW = "learning too slowly"
 CODEBOOK = "codebook collapse"

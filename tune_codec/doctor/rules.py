@@ -15,6 +15,7 @@ from tune_codec.doctor.findings import (
     DISC_WINS,
     DIVERGING,
     FIXED,
+    INVERTED,
     LEVELLED,
     LOUD,
     MORE_STEPS,
@@ -32,6 +33,7 @@ from tune_codec.doctor.findings import (
     where,
 )
 from tune_codec.doctor.series import History, non_finite
+from tune_codec.doctor.waveform import fixed_pattern, inverted, phase_off
 from tune_codec.names import NON_FINITE
 
 
@@ -120,34 +122,6 @@ def too_loud(h: History, t: Thresholds) -> Finding | None:
     )
 
 
-def fixed_pattern(h: History, t: Thresholds) -> Finding | None:
-    points, caveat = judged(h, "val/si_sdr_db", t)
-    points = persistent(points, lambda v: v < t.fixed_si_sdr_db)
-    rms = h.last("val/rms_ratio")
-    if len(points) < (2 if h.unit == "epoch" else 1) or rms is None or rms < t.fixed_level:
-        return None  # a pattern is a state that lasts: two epochs after the grace at least
-    recent = h.points("val/si_sdr_db")[-t.window :]
-    rise = slope(recent)
-    if rise >= t.stuck_db:
-        return None
-    c = h.config
-    weights = f" (rms {g(c.rms_weight)}, peak {g(c.peak_weight)}, L1 {g(c.l1_weight)})" if c else ""
-    return Finding(
-        FIXED,
-        f"{quote(h, 'val/si_sdr_db', points)} (below {t.fixed_si_sdr_db:g} dB), rising {g(rise)} dB an "
-        f"{h.unit} over {where(h, [e for e, _ in recent])} (under {t.stuck_db:g}), while val/rms_ratio is "
-        f"{g(rms)} (at least {t.fixed_level:g}: the output carries energy){caveat}",
-        "the output is at a level but not the input: a pattern the decoder emits whatever it hears. The "
-        "amplitude losses reward the level whatever the waveform; where the decoder's biases outweigh quiet "
-        "speech (PyTorch's default bias init, benchmarks/amplitude_trap.py) or rms/peak outweigh the "
-        f"reconstruction{weights}, a fixed pattern at the right level is their cheapest answer",
-        "lower rms_weight and peak_weight against l1_weight (the amplitude search's best: rms 2.9, peak "
-        "0.56, L1 1.7); a model of your own should start its conv biases at zero (codec/model.py zero_bias)",
-        {"rms_weight": "down", "peak_weight": "down", "l1_weight": "up"},
-        "val/si_sdr_db",
-    )
-
-
 def too_quiet(h: History, t: Thresholds) -> Finding | None:
     points, caveat = judged(h, "val/range_ratio", t)
     quiet = persistent(points, lambda v: v < t.quiet)
@@ -185,8 +159,8 @@ def too_quiet(h: History, t: Thresholds) -> Finding | None:
 
 
 def too_slow(h: History, t: Thresholds, faults: list[Finding]) -> Finding | None:
-    if any(f.name in (DIVERGING, LOUD) for f in faults):
-        return None  # steps too large, not too small
+    if any(f.name in (DIVERGING, LOUD, INVERTED) for f in faults):
+        return None  # steps too large, not too small; or an inverted output, which L1 cannot reduce
     # the reconstruction error, unweighted (the adversarial terms of the total need not fall); pasted
     # text has the total only
     key = "loss/rec/l1" if "loss/rec/l1" in h.series else "loss/total"
@@ -374,14 +348,18 @@ def progress(h: History, t: Thresholds) -> Finding:
 
 def diagnose(h: History, t: Thresholds = THRESHOLDS) -> list[Finding]:
     """Every finding, the likeliest cause first. A diverging loss or an exploding level explains whatever
-    else the output does, and a fixed pattern a low range ratio, so the level findings exclude each other
-    in that order; a run with no fault is judged on whether its score still rises (3 epochs at least)."""
+    else the output does, and a fixed pattern or an inverted output a low SNR, so the level findings
+    exclude each other in that order; a run with no fault is judged on whether its score still rises (3
+    epochs at least)."""
     found = [f for f in (diverging(h, t), too_loud(h, t)) if f]
     if not found:
-        found = [f for f in (fixed_pattern(h, t),) if f] or [f for f in (too_quiet(h, t),) if f]
+        found = next(([f] for rule in (fixed_pattern, inverted, too_quiet) if (f := rule(h, t))), [])
     if slow := too_slow(h, t, found):
         found.append(slow)
-    found += [f for f in (codebook(h, t), discriminator(h, t), worsening(h, t)) if f]
+    later = [phase_off, codebook, discriminator]
+    if not any(f.name == INVERTED for f in found):  # an inverted copy's SNR falls as it sharpens
+        later.append(worsening)
+    found += [f for f in (rule(h, t) for rule in later) if f]
     if not found and len(h.points(h.score_metric())) >= 3:
         found.append(progress(h, t))
     return found
