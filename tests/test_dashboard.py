@@ -11,8 +11,11 @@ import optuna
 import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from ray import tune
 
-from tune_codec.search.trial import TRIAL_ATTR
+from tune_codec.names import REASON, SCORE
+from tune_codec.search.stopping import StopRules, is_useful
+from tune_codec.search.trial import TRIAL_ATTR, BudgetSearch, make_sampler
 
 from .conftest import ENV, free_port, wait_for
 
@@ -36,8 +39,12 @@ def test_the_study_is_named_after_the_search_and_holds_its_trials(smoke_search):
     assert trials.keys() == runs.keys()
     for trial_id, trial in trials.items():
         assert trial.state == optuna.trial.TrialState.COMPLETE
-        assert trial.value == pytest.approx(runs[trial_id].data.metrics["search/score"])
         assert sorted(trial.intermediate_values) == [1, 2, 3]  # each epoch, as the search went
+        assert trial.intermediate_values[3] == pytest.approx(runs[trial_id].data.metrics["search/score"])
+        # its value: the best epoch, which its best.pt holds and the summary ranks; a stop rule's penalty
+        penalised = not is_useful(runs[trial_id].data.tags["stop_reason"])
+        best = trial.intermediate_values[3] if penalised else max(trial.intermediate_values.values())
+        assert trial.value == pytest.approx(best)
         assert trial.params["rms_weight"] == pytest.approx(float(runs[trial_id].data.params["rms_weight"]))
     # Optuna's CLI, as the README gives it
     listed = subprocess.run(
@@ -46,6 +53,28 @@ def test_the_study_is_named_after_the_search_and_holds_its_trials(smoke_search):
         capture_output=True, text=True, env=ENV, check=True,
     )  # fmt: skip
     assert len(json.loads(listed.stdout)) == 3
+
+
+def test_optuna_is_told_a_trials_best_epoch_and_a_stopped_trials_penalty():
+    searcher = BudgetSearch(
+        None,
+        space={"rms_weight": tune.uniform(0, 10)},
+        metric=SCORE,
+        mode="max",
+        sampler=make_sampler("tpe", 0, 8),
+    )
+    penalty = StopRules().penalty_db
+    for trial_id, scores, reason in (
+        ("healthy", [1.0, 5.0, 3.0], ""),
+        ("collapsed", [2.0, 6.0, penalty], "range"),
+    ):
+        searcher.suggest(trial_id)
+        for epoch, score in enumerate(scores, 1):
+            result = {SCORE: score, "training_iteration": epoch, REASON: reason if epoch == 3 else ""}
+            searcher.on_trial_result(trial_id, result)
+        searcher.on_trial_complete(trial_id, result)
+    assert [t.value for t in searcher._ot_study.trials] == [5.0, penalty]
+    assert [t.intermediate_values[3] for t in searcher._ot_study.trials] == [3.0, penalty]
 
 
 @pytest.mark.slow  # a server

@@ -91,16 +91,31 @@ def make_sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampl
 
 class BudgetSearch(OptunaSearch):
     """OptunaSearch that proposes nothing once the trials' device-hours reach the budget: Tune then launches
-    no new trial and lets the running ones finish (a Stopper's stop_all would kill them)."""
+    no new trial and lets the running ones finish (a Stopper's stop_all would kill them). A single objective
+    is told its trial's best epoch, not its last: what the trial's best.pt holds and the summary ranks."""
 
     def __init__(self, budget_hours: float | None, **kwargs):
         super().__init__(**kwargs)
         self.budget_hours = budget_hours
         self.spent: dict[str, float] = {}  # trial id -> device-hours so far; saved with the searcher
 
+    @property
+    def best(self) -> dict[str, float]:
+        """trial id -> its best score so far, saved with the searcher (empty in one saved before this)"""
+        return self.__dict__.setdefault("_best", {})
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.spent[trial_id] = result.get(COST, 0.0)
+        if isinstance(self.metric, str) and (value := result.get(self.metric)) is not None:
+            better = max if self.mode == "max" else min
+            self.best[trial_id] = better(value, self.best.get(trial_id, value))
         super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """A trial a stop rule ended keeps the penalty its last result carries, so TPE learns to avoid it."""
+        if result and not result.get(REASON) and trial_id in self.best:
+            result = {**result, self.metric: self.best[trial_id]}
+        super().on_trial_complete(trial_id, result, error)
 
     def suggest(self, trial_id: str):
         if self.budget_hours is not None and sum(self.spent.values()) >= self.budget_hours:
