@@ -23,6 +23,7 @@ from tune_codec.doctor.findings import (
     DIVERGING,
     FIXED,
     INVERTED,
+    LEVELLED,
     LOUD,
     MORE_STEPS,
     PHASE,
@@ -256,6 +257,27 @@ def test_a_healthy_run_needs_more_steps_with_an_estimate(demo, tmp_path):
     (more,) = diagnose(history)
     assert more.name == MORE_STEPS and "Estimate: 12 epochs gain about" in more.evidence
     assert prescribe([more], history.config)["config"]["num_epochs"] == 12
+
+
+# cpu-freq-8kbps on the real-speech corpus, validation PESQ-WB of epochs 1-33 (rounded); epoch 66 scored 3.03
+FREQ_PESQ = [1.11, 1.35, 1.44, 1.71, 1.76, 1.9, 2.13, 2.04, 2.08, 2.2, 2.16, 2.32, 2.16, 2.34, 2.46, 2.33,
+             2.37, 2.52, 2.51, 2.4, 2.53, 2.49, 2.43, 2.64, 2.5, 2.62, 2.59, 2.7, 2.64, 2.58, 2.54, 2.71,
+             2.67]  # fmt: skip
+
+
+def test_a_run_is_still_learning_while_a_doubling_of_its_epochs_gains_enough():
+    config = make_config({"model": "freq", "best_metric": "val/pesq"})
+    rows = [{"epoch": e, "val/pesq": v} for e, v in enumerate(FREQ_PESQ, 1)]
+    # 0.02 PESQ an epoch, which a rule by the epoch had called levelled off
+    (more,) = diagnose(from_rows(rows, config))
+    assert more.name == MORE_STEPS
+    assert (
+        "Estimate: 66 epochs gain about 0.256 more (fitted as a + b ln(epoch) over epochs 17-33)"
+        in more.evidence
+    )
+    flat = [{**row, "val/pesq": 2.55} if row["epoch"] > 16 else row for row in rows]
+    (levelled,) = diagnose(from_rows(flat, config))
+    assert levelled.name == LEVELLED and "gain about 0 more" in levelled.evidence
 
 
 def test_a_learning_rate_of_1_makes_the_loss_diverge(demo, tmp_path):

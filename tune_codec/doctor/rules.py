@@ -313,24 +313,26 @@ def worsening(h: History, t: Thresholds) -> Finding | None:
 
 
 def progress(h: History, t: Thresholds) -> Finding:
-    """A run with no fault: still rising (with what doubling its epochs would gain) or levelled off."""
+    """A run with no fault: still learning or levelled off, by what doubling its epochs would gain. A learning
+    curve rises about linearly in ln(epoch): fitted as a + b ln(epoch) over the run's second half, b ln 2 is
+    what each doubling gains (with under 3 epochs there, the last epochs' slope times the epochs). It is
+    still learning where that gain is worth a doubling and its best epoch is in the second half."""
     key = h.score_metric()
     points = h.points(key)
-    recent = points[-t.window :]
-    rise = slope(recent)
+    recent, half, n = points[-t.window :], points[len(points) // 2 :], points[-1][0]
+    if len(half) >= 3 and half[0][0] > 0:
+        gain = slope([(math.log(e), v) for e, v in half]) * math.log(2)
+        how = f"fitted as a + b ln(epoch) over {where(h, [e for e, _ in half])}"
+    else:
+        gain, how = slope(recent) * n, f"the slope over {where(h, [e for e, _ in recent])} times {n}"
     unit = " dB" if key.endswith("_db") else ""
+    worth = {"val/pesq": t.more_pesq, "val/stoi": t.more_stoi}.get(key, t.more_db)
+    estimate = f"{quote(h, key, recent)}. Estimate: {2 * n} {h.unit}s gain about {g(gain)}{unit} more ({how})"
     best_e = max(points, key=lambda p: p[1])[0]
-    if rise > t.rising_db and best_e >= points[-2][0]:
-        # a learning curve rises about linearly in log(epochs): fitted over the second half of the run, its
-        # slope times ln 2 is what each doubling of the epochs gains
-        half = [(math.log(e), v) for e, v in points[len(points) // 2 :]] if points[0][0] > 0 else []
-        gain = slope(half) * math.log(2) if len(half) >= 3 else rise * points[-1][0]
-        n, fitted = points[-1][0], where(h, [e for e, _ in points[len(points) // 2 :]])
+    if gain > worth and best_e >= half[0][0]:
         return Finding(
             MORE_STEPS,
-            f"{quote(h, key, recent)}, rising {g(rise)}{unit} an {h.unit} (over {t.rising_db:g}), its best "
-            f"at the {'last' if best_e == n else 'next to last'} {h.unit}. Estimate: {2 * n} {h.unit}s gain "
-            f"about {g(gain)}{unit} more (fitted as a + b ln(epoch) over {fitted})",
+            f"{estimate}, over {worth:g}{unit}; its best at {h.unit} {best_e}",
             "nothing in these metrics is wrong: the codec is still learning when the run ends",
             f"train longer: num_epochs {2 * n} (the search doubles it, the learning rate around the run's)",
             {"num_epochs": "up", "learning_rate": "around"},
@@ -338,7 +340,7 @@ def progress(h: History, t: Thresholds) -> Finding:
         )
     return Finding(
         LEVELLED,
-        f"{quote(h, key, recent)}, changing {g(rise)}{unit} an {h.unit} (at most {t.rising_db:g})",
+        f"{estimate}, at most {worth:g}{unit}" + (f"; its best at {h.unit} {best_e}" if gain > worth else ""),
         "nothing in these metrics is wrong, and the score has stopped rising at this size and learning rate",
         "for more, search the loss weights and learning rate around the run's, or a larger model",
         {"learning_rate": "around", "rms_weight": "around", "peak_weight": "around", "l1_weight": "around"},
