@@ -95,14 +95,21 @@ def test_a_killed_driver_resumes_with_the_same_runs_and_checkpoints(
     flags, client = search_env
     slow = space_file(tmp_path, "slow", **SLOW)
     folder = tmp_path / "ray_results" / "slow"
-    driver = subprocess.Popen([sys.executable, "-m", "tune_codec.run", *search(flags, slow)], env=ENV)
-    wait_for(lambda: reaching(folder, 2), 240, "a trial's second epoch")
-    driver.send_signal(sig)
-    assert driver.wait(timeout=120) == code
+    with open(tmp_path / "stderr", "w") as err:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "tune_codec.run", *search(flags, slow)], env=ENV, stderr=err
+        )
+        wait_for(lambda: reaching(folder, 2), 240, "a trial's second epoch")
+        driver.send_signal(sig)
+        assert driver.wait(timeout=120) == code
     parents_before, children_before = runs_of(client)
     assert len(tracking.read_state(tracking.state_path(folder))["done"]) < 3
-    if sig == signal.SIGINT:  # a clean stop closes its runs; after SIGKILL the resume does
+    if (
+        sig == signal.SIGINT
+    ):  # a clean stop closes its runs and says how to go on; after SIGKILL the resume does
         assert all(r.info.status != "RUNNING" for r in parents_before + children_before)
+        said = (tmp_path / "stderr").read_text()
+        assert "continue with the same command and --resume" in said and "Tuner.restore" not in said
 
     assert run.main(search(flags, slow, "--resume")) == 0
     (parent,), children = runs_of(client)

@@ -37,7 +37,7 @@ def kill_processes_of(home: Path) -> None:
             pass
 
 
-@pytest.mark.slow  # a Ray cluster and two searches
+@pytest.mark.slow  # a Ray cluster and three searches
 def test_a_plain_ray_start_with_a_token_is_joined_and_a_wrong_token_is_named(search_env, tmp_path):
     flags, client = search_env
     home = tmp_path / "home"
@@ -79,6 +79,14 @@ def test_a_plain_ray_start_with_a_token_is_joined_and_a_wrong_token_is_named(sea
         assert error.startswith(f"tune_codec.run: error: cannot join the Ray cluster at 127.0.0.1:{port}")
         assert "refused this machine's authentication token ($RAY_AUTH_TOKEN)" in error  # the cause
         assert "copy the head's ~/.ray/auth_token here or set RAY_AUTH_TOKEN" in error  # the fix
+
+        # no RAY_ADDRESS: a Ray of the search's own, and a new MLflow database; their notices are not the
+        # console's (Ray's that token authentication is on, MLflow's that it creates its tables)
+        own = [*search, "--name", "own", "--tracking-uri", str(tmp_path / "own.db")]
+        alone = subprocess.run(own, env=env, capture_output=True, text=True, timeout=400)
+        assert alone.returncode == 0, alone.stderr[-3000:]
+        assert "completed its 1 epochs" in alone.stdout and (tmp_path / "own.db").exists()
+        assert "Token authentication" not in alone.stderr and "database tables" not in alone.stderr
     finally:
         kill_processes_of(home)
         shutil.rmtree(temp, ignore_errors=True)

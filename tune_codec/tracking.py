@@ -31,6 +31,7 @@ URI_HELP = f"MLflow tracking URI or SQLite file (default: $MLFLOW_TRACKING_URI, 
 EXPERIMENT_HELP = f"MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else {DEFAULT_EXPERIMENT})"
 
 logging.getLogger("alembic").setLevel(logging.WARNING)  # schema migration chatter on first use
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial ... tables"
 logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a line per retry while MLflow is down
 
 # MLflow's HTTP client retries a dead server for minutes per call (7 tries, doubling waits); a search's

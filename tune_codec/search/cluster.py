@@ -32,6 +32,10 @@ def start_ray(
         join(args.address, level)
     elif started:  # light settings for a laptop
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # Ray's notice that token authentication is on, for the Ray this process starts and alone uses
+        logging.getLogger(maybe_enable_token_auth_if_token_available.__module__).setLevel(
+            level if verbose else logging.ERROR
+        )
         ray.init(
             address="local",  # a new Ray here, even where `ray start` runs (--address auto joins that)
             num_cpus=os.cpu_count(),

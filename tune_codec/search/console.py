@@ -6,6 +6,7 @@ Ray's own status table is off unless --verbose (the driver's RunConfig)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -29,21 +30,29 @@ from tune_codec.training.train import format_epoch
 def quiet_libraries(quiet: bool):
     """Within: no Optuna INFO lines ("A new study created ...") and none of Ray Tune's output at verbose=0,
     when quiet: Ray 2.60's new output engine prints its experiment box and TensorBoard hint even at
-    verbose=0, its legacy engine nothing. Both settings are process-wide, so they are put back after."""
+    verbose=0, its legacy engine nothing; nor Tune's "Resume experiment with: Tuner.restore(...)" after
+    Ctrl-C, where the search says how it continues (--resume). All are process-wide, so put back after."""
     if not quiet:
         yield
         return
     level, engine = optuna.logging.get_verbosity(), os.environ.get("RAY_AIR_NEW_OUTPUT")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    tune_log = logging.getLogger("ray.tune.tune")
+    tune_log.addFilter(no_restore_hint)
     try:
         yield
     finally:
+        tune_log.removeFilter(no_restore_hint)
         optuna.logging.set_verbosity(level)
         if engine is None:
             os.environ.pop("RAY_AIR_NEW_OUTPUT")
         else:
             os.environ["RAY_AIR_NEW_OUTPUT"] = engine
+
+
+def no_restore_hint(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Experiment has been interrupted")
 
 
 def score_text(metric: str, value: float) -> str:
