@@ -289,6 +289,27 @@ def test_a_learning_rate_of_1_makes_the_loss_diverge(demo, tmp_path):
     assert found[0].fields == {"learning_rate": "down"}
 
 
+# The lr 1.0 run of the test above on another machine: the loss blew up, came back, the codebook collapsed
+CAME_BACK = """\
+epoch 1: loss 40234.4031 | range ratio 2645.669 RMS ratio 9744.604 SNR -79.78 dB
+epoch 2: loss 27086385.5218 | range ratio 117.395 RMS ratio 516.842 SNR -54.27 dB
+epoch 3: loss 7489548.0446 | range ratio 4.120 RMS ratio 12.671 SNR -22.08 dB
+epoch 4: loss 1089.3798 | range ratio 0.892 RMS ratio 0.430 SNR -0.73 dB
+epoch 5: loss 2.8211 | range ratio 0.405 RMS ratio 1.173 SNR -3.76 dB
+epoch 6: loss 3.4385 | range ratio 0.380 RMS ratio 0.224 SNR -0.22 dB
+"""
+
+
+def test_a_loss_that_blew_up_and_came_back_still_diverged():
+    found = diagnose(parse(CAME_BACK, "pasted"))  # was: output too quiet (the level after the blow-up)
+    assert names(found)[0] == DIVERGING and QUIET not in names(found)
+    assert found[0].evidence == "loss/total 2.71e+07 at epoch 2, over 10x the 4.02e+04 of epoch 1"
+    steep_start = CAME_BACK.replace("loss 27086385.5218", "loss 12000.0").replace(
+        "loss 7489548.0446", "loss 5000.0"
+    )
+    assert DIVERGING not in names(diagnose(parse(steep_start, "pasted")))  # falling after a loud start
+
+
 def test_a_learning_rate_of_10_without_clipping_explodes_the_output(demo, tmp_path):
     history, _ = trained(demo, tmp_path, learning_rate=10.0, grad_clip=0, num_epochs=4)
     found = diagnose(history)

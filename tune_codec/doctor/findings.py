@@ -40,8 +40,8 @@ class Thresholds:
     # than min_perplexity (the stop rules'): a collapsed codebook. Dead-code restart keeps it near 0
     dead_fraction: float = 0.5
     min_perplexity: float = 2.0
-    # An epoch's mean training loss this many times its neighbours': steps blew up (a steep but healthy first
-    # epoch is 2-4x the second)
+    # An epoch's mean training loss this many times the epoch's before (the first's: the second's): steps
+    # blew up, even where the loss came back after (a steep but healthy first epoch is 2-4x the second)
     spike: float = 10.0
     # The last epoch's training loss this many times the run's lowest before it: the loss is climbing back
     rise: float = 2.0

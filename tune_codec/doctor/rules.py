@@ -69,22 +69,14 @@ def diverging(h: History, t: Thresholds) -> Finding | None:
         )
         return Finding(DIVERGING, evidence, mechanism, prescription, fields)
     points = loss_points(h)
-    values = [v for _, v in points]
-
-    def neighbours(i: int) -> list[float]:
-        return values[max(i - 1, 0) : i] + values[i + 1 : i + 2]
-
-    spikes = [
-        (e, v)
-        for i, (e, v) in enumerate(points)
-        if len(points) > 1 and all(over(v, n, t.spike) for n in neighbours(i))
-    ]
+    # each epoch beside the one before (the first: the one after); a jump counts though the loss came back
+    pairs = [(points[0], points[1]), *zip(points[1:], points[:-1], strict=True)] if len(points) > 1 else []
+    spikes = [(p, before) for p, before in pairs if over(p[1], before[1], t.spike)]
     evidence = ""
     if spikes:
-        e, v = max(spikes, key=lambda p: p[1])
+        (e, v), before = max(spikes, key=lambda pair: pair[0][1])
         evidence = (
-            f"loss/total {g(v)} at {h.unit} {e}, over {t.spike:g}x its neighbours' "
-            f"({quote(h, 'loss/total', [p for p in points if abs(p[0] - e) == 1])})"
+            f"loss/total {g(v)} at {h.unit} {e}, over {t.spike:g}x the {g(before[1])} of {h.unit} {before[0]}"
         )
     elif len(points) >= 3:
         (low_e, low), (last_e, last) = min(points[:-1], key=lambda p: p[1]), points[-1]
