@@ -1,6 +1,7 @@
 """What users install is a wheel: built from the source (pip install ., not editable) into a new virtual
-environment, it brings the tune-codec command, the demo corpus and the named configs, and works from
-any folder. The dependencies are this environment's (a .pth file), so the test takes seconds."""
+environment, it brings the tune-codec command, the demo corpus, the named configs and the bundled search
+spaces, and works from any folder. The dependencies are this environment's (a .pth file), so the test
+takes seconds."""
 
 import re
 import shutil
@@ -11,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import ENV
 
@@ -70,6 +72,11 @@ def test_a_wheel_installed_into_a_new_venv_works_from_anywhere(tmp_path):
         python, "-c", "from tune_codec.config import named_configs; print(*named_configs())", cwd=elsewhere
     )
     assert named.stdout.split() == configs  # the named configs came with the wheel
+    spaces = sorted(p.stem for p in (SOURCE / "search_spaces").glob("*.yaml"))
+    code = "import tune_codec.search.space as s; print(*s.bundled_spaces(), s.load_space('smoke').trials)"
+    bundled = run(python, "-c", code, cwd=elsewhere).stdout.split()
+    assert bundled[:-1] == spaces and "amplitude" in spaces  # the search spaces came with it, by name
+    assert int(bundled[-1]) == yaml.safe_load((SOURCE / "search_spaces" / "smoke.yaml").read_text())["trials"]
 
     # a named config on the demo corpus (no --data_dir), both from the installed package
     flags = [

@@ -8,7 +8,8 @@ from tune_codec.errors import SpaceError
 from tune_codec.search.space import load_space, parse_space, to_optuna
 from tune_codec.search.stopping import StopRules
 
-SPACES = sorted((Path(__file__).parent.parent / "search_spaces").glob("*.yaml"))
+SHIPPED = Path(__file__).parent.parent / "search_spaces"
+SPACES = sorted(SHIPPED.glob("*.yaml"))
 GOOD = {"search": {"rms_weight": {"loguniform": [1, 100]}}}
 
 
@@ -20,7 +21,7 @@ def test_every_shipped_space_loads_and_gives_a_full_config_per_trial(path):
 
 
 def test_the_amplitude_space_starts_from_the_hand_fix():
-    space = load_space(Path(__file__).parent.parent / "search_spaces" / "amplitude.yaml")
+    space = load_space(SHIPPED / "amplitude.yaml")
     first = space.start[0]
     assert (first["rms_weight"], first["peak_weight"], first["mel_weight"], first["l1_weight"]) == (
         10,
@@ -140,8 +141,17 @@ def test_file_errors_name_the_file(tmp_path):
     bad.write_text("search: {rms_weight: [1, 2\n")
     with pytest.raises(SpaceError, match=r"bad.yaml: not valid YAML"):
         load_space(bad)
-    with pytest.raises(SpaceError, match=r"missing.yaml: cannot read"):
+    with pytest.raises(SpaceError, match=r"missing.yaml' is neither a bundled search space \(adversarial, a"):
         load_space(tmp_path / "missing.yaml")
+    with pytest.raises(SpaceError, match=r"search_spaces: cannot read \(Is a directory\)"):
+        load_space(SHIPPED)
+
+
+def test_a_bundled_space_is_named_without_its_folder():
+    by_name = load_space("amplitude")
+    assert by_name == load_space(SHIPPED / "amplitude.yaml")
+    assert by_name.trials == 8 and "rms_weight" in by_name.search
+    assert load_space("perceptual").base.model == "freq"  # its base, a named config, still resolves
 
 
 def test_a_population_searches_only_what_can_change_during_training():

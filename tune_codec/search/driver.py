@@ -56,7 +56,10 @@ def parse_args(argv):
         prog=PROG,
         description="Search a codec's loss weights and learning rate: Ray Tune + Optuna, logged to MLflow.",
     )
-    p.add_argument(*flag("--space"), type=Path, required=True, help="search-space YAML (see search_spaces/)")
+    p.add_argument(
+        *flag("--space"), type=Path, required=True,
+        help="a bundled search space by name (amplitude, perceptual, ...: search_spaces/) or a YAML file",
+    )  # fmt: skip
     p.add_argument(
         *flag("--data-dir"), type=Path, help="folder of audio files (default: bundled demo corpus)"
     )

@@ -168,8 +168,24 @@ def from_params(params: dict[str, str]) -> dict[str, optuna.distributions.BaseDi
     }
 
 
-def load_space(path: Path) -> Space:
-    return read_yaml(path, lambda raw: parse_space(raw, Path(path)), SpaceError, str(path))
+SPACES = Path(__file__).parents[1] / "search_spaces"  # the bundled spaces: the source tree's search_spaces/
+
+
+def bundled_spaces() -> list[str]:
+    return sorted(p.stem for p in SPACES.glob("*.yaml"))
+
+
+def load_space(name_or_path: str | Path) -> Space:
+    """A bundled space by name (amplitude, perceptual, ...) or a search-space YAML file."""
+    path = SPACES / f"{name_or_path}.yaml"
+    if not path.is_file():
+        path = Path(name_or_path)
+        if not path.exists():
+            raise SpaceError(
+                f"{str(name_or_path)!r} is neither a bundled search space ({', '.join(bundled_spaces())}) "
+                "nor a file"
+            )
+    return read_yaml(path, lambda raw: parse_space(raw, path), SpaceError, str(name_or_path))
 
 
 def parse_space(raw, path: Path | None = None) -> Space:
